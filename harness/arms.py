@@ -1,0 +1,72 @@
+"""Arms: named model checkpoints, from the packaged arms file, the user's, or a bare spec."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from harness.errors import BadInput
+
+from harness.types import Arm
+
+_ARM_FIELDS = {f.name for f in fields(Arm)}
+
+
+def _read_arms_toml(text: str, source: str) -> dict[str, Arm]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{source}: {exc}", param_hint="--arms-file") from exc
+    arms = {}
+    for name, spec in (data.get("arms") or {}).items():
+        if not isinstance(spec, dict) or "model" not in spec:
+            raise BadInput(f"{source}: arm {name!r} needs a 'model' key", param_hint="--arms-file")
+        unknown = set(spec) - _ARM_FIELDS
+        if unknown:
+            raise BadInput(
+                f"{source}: arm {name!r} has unknown keys {sorted(unknown)}; valid: {sorted(_ARM_FIELDS - {'name'})}",
+                param_hint="--arms-file",
+            )
+        arms[name] = Arm(name=name, **spec)
+    return arms
+
+
+def load_arms(arms_file: str | os.PathLike | None = None) -> dict[str, Arm]:
+    """The packaged arms, overridden and extended by ``arms_file`` if given."""
+    text = resources.files("harness").joinpath("arms.toml").read_text()
+    arms = _read_arms_toml(text, "packaged arms.toml")
+    if arms_file is not None:
+        path = Path(arms_file)
+        if not path.is_file():
+            raise BadInput(f"arms file not found: {path}", param_hint="--arms-file")
+        arms.update(_read_arms_toml(path.read_text(), str(path)))
+    return arms
+
+
+def looks_like_spec(value: str) -> bool:
+    """A bare ``--arm`` value that names a model rather than an arm: a path, a Hub id
+    (``org/name``), or a ``package:``/``random:`` spec."""
+    return (
+        value.startswith(("package:", "random:", "/", "./", "../", "~"))
+        or value.endswith(".gguf")
+        or "/" in value
+        or os.path.exists(value)
+    )
+
+
+def resolve_arm(value: str, arms: dict[str, Arm]) -> Arm:
+    """Resolve ``--arm VALUE``: an arm name, else a model spec used with default settings."""
+    if value in arms:
+        return arms[value]
+    if looks_like_spec(value):
+        return Arm(name=value, model=value)
+    raise BadInput(
+        f"unknown arm {value!r}; valid: {', '.join(sorted(arms))} "
+        "(or a Hub id, a local path, or a .gguf file)",
+        param_hint="--arm",
+    )

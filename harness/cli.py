@@ -1,0 +1,115 @@
+"""The ``harness`` command line. Importing this module does not import torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from harness.errors import BadInput
+
+from harness import __version__
+from harness.plugins import get_plugin_manager, plugin_summary, registry
+
+
+def _kv(values, param_hint):
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise BadInput(f"expected KEY=VALUE, got {v!r}", param_hint=param_hint)
+        k, _, val = v.partition("=")
+        out[k.strip()] = val
+    return out
+
+
+@click.group()
+@click.version_option(__version__, prog_name="harness")
+def cli():
+    """Evaluate and probe small language-model checkpoints ("arms") with error bars.
+
+    \b
+    harness run --plugin thought_probe --arm smollm2-135m
+    harness report runs/<run>
+    harness list interventions
+    """
+
+
+@cli.command()
+@click.option("--plugin", "eval_name", default="thought_probe", show_default=True, help="Eval to run (harness list evals).")
+@click.option("--arm", "arm_names", multiple=True, help="Arm name, Hub id, local model dir or .gguf (repeatable).")
+@click.option("--arms-file", type=click.Path(), help="TOML arms file extending the packaged one.")
+@click.option("--intervention", "interventions", multiple=True, help="Thought intervention (repeatable; default: the eval's).")
+@click.option("--task", "task_name", default="chunks", show_default=True, help="Task (harness list tasks).")
+@click.option("--task-option", multiple=True, help="Task option KEY=VALUE (repeatable).")
+@click.option("--data-file", help="Local JSONL/parquet file or Hub dataset id for the task.")
+@click.option("--judge", "judge_name", default="embedding", show_default=True, help="Judge (harness list judges).")
+@click.option("--judge-option", multiple=True, help="Judge option KEY=VALUE, e.g. threshold=0.7 (repeatable).")
+@click.option("--samples", type=click.IntRange(min=1), help="Samples per item and condition (default: the eval's).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use the first N items (default: the eval's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--thought-max-tokens", type=click.IntRange(min=1))
+@click.option("--suffix-max-tokens", type=click.IntRange(min=1))
+@click.option("--temperature", type=click.FloatRange(min=0))
+@click.option("--top-p", type=click.FloatRange(0, 1))
+@click.option("--option", "options", multiple=True, help="Eval/intervention option KEY=VALUE (repeatable).")
+@click.option("--out", type=click.Path(), help="Run directory (default: runs/<eval>-<config hash>).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(eval_name, arm_names, arms_file, interventions, task_name, task_option, data_file, judge_name, judge_option,
+        samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, options, out, quiet):
+    """Run an eval on one or more arms; rerunning resumes and skips finished records."""
+    from harness.runner import execute
+
+    execute(dict(
+        eval_name=eval_name, arm_names=arm_names or ("smollm2-135m",), arms_file=arms_file,
+        interventions=interventions, task_name=task_name, task_options=_kv(task_option, "--task-option"),
+        data_file=data_file, judge_name=judge_name, judge_options=_kv(judge_option, "--judge-option"),
+        samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
+        suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p,
+        options=_kv(options, "--option"), out=out, quiet=quiet, argv=sys.argv))
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(["evals", "interventions", "backends", "judges", "tasks", "arms", "report_sections"]))
+@click.option("--arms-file", type=click.Path(), help="Include arms from this TOML file.")
+def list_(kind, arms_file):
+    """List the names of one kind of plugin (or arms) with a one-line description."""
+    if kind == "arms":
+        from harness.arms import load_arms
+
+        for name, arm in sorted(load_arms(arms_file).items()):
+            click.echo(f"{name:<24} {arm.model}  (backend {arm.backend})")
+        return
+    reg = registry(kind)
+    for name in reg.names():
+        click.echo(f"{name:<24} {getattr(reg.classes[name], 'description', '')}  [{reg.sources[name]}]")
+
+
+@cli.command()
+def plugins():
+    """Show loaded plugins and what each registers (JSON)."""
+    click.echo(json.dumps(plugin_summary(), indent=2))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir):
+    """Re-render summary.json and report.md of RUN_DIR from its records and print the report."""
+    from harness.report import render_report
+    from harness.store import RunStore
+
+    _, markdown = render_report(RunStore(run_dir))
+    click.echo(markdown)
+    click.echo(f"\nreport: {run_dir}/report.md")
+
+
+def _build():
+    pm = get_plugin_manager()
+    pm.hook.register_commands(cli=cli)
+    return cli
+
+
+def main():
+    _build()(prog_name="harness")
+

@@ -1,0 +1,91 @@
+"""The whole plugin contract of the harness.
+
+Every built-in eval, intervention, backend, judge, task and report section is a plugin that
+implements one of these hooks, loaded through the same path as third-party plugins.
+
+Each ``register_*`` hook receives a ``register`` callable. Call it once per class you provide;
+the class must have a unique ``name`` (str) and a one-line ``description`` (str). Names are
+global per kind: registering a name twice is an error naming both sources.
+
+Plugin modules must import cheaply: import torch, transformers or other heavy libraries inside
+the methods that need them, never at module top level (``harness --help`` stays torch-free).
+"""
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("harness")
+hookimpl = HookimplMarker("harness")
+
+
+@hookspec
+def register_evals(register):
+    """Register eval classes (``harness run --plugin NAME``).
+
+    An eval class has ``name``, ``description``, a ``defaults`` dict (``samples``, ``limit``,
+    ``interventions``, ...) and ``run(ctx)`` which takes a :class:`harness.pipeline.RunContext`
+    and appends records through ``ctx.store``. It may define ``summarize(records, manifest)``
+    returning a JSON-able summary dict.
+    """
+
+
+@hookspec
+def register_interventions(register):
+    """Register thought interventions (``--intervention NAME``).
+
+    An intervention class has ``name``, ``description``, ``requires`` (a tuple of other
+    intervention names whose thoughts it needs, e.g. ``("normal",)``), and
+    ``thoughts(ctx, items, samples, needed)`` returning ``{item_id: [Thought, ...]}`` with one
+    :class:`harness.types.Thought` per sample, each holding token ids (never re-tokenised text).
+    ``needed`` maps each required name to its thoughts in the same shape.
+    """
+
+
+@hookspec
+def register_backends(register):
+    """Register generation backends (an arm's ``backend = NAME``).
+
+    A backend class is constructed as ``Backend(arm)`` and provides ``encode(text)``,
+    ``decode(ids)``, ``eos_ids``, ``generate(requests, progress=None)`` returning one list of
+    :class:`harness.types.Completion` per :class:`harness.types.GenRequest` (``n`` each, in
+    sample order, each sampled with its own seed), and ``score(requests)`` returning per-token
+    log-probabilities of each :class:`harness.types.ScoreRequest` continuation under teacher
+    forcing.
+    """
+
+
+@hookspec
+def register_judges(register):
+    """Register judges (``--judge NAME``).
+
+    A judge class is constructed as ``Judge(options, arms)`` (``options`` from
+    ``--judge-option KEY=VALUE``; ``arms`` resolves arm names for model-based judges) and
+    provides ``judge(pairs)`` where ``pairs`` is a list of :class:`harness.types.JudgePair`;
+    it returns one :class:`harness.types.Verdict` per pair. A verdict whose answer could not be
+    parsed has ``reward=None`` and ``invalid=True``: it is never counted as 0 or 1.
+    ``config()`` returns the resolved options recorded in the manifest.
+    """
+
+
+@hookspec
+def register_tasks(register):
+    """Register tasks (``--task NAME``).
+
+    A task class is constructed as ``Task(options)`` (``options`` from ``--task-option`` and
+    ``--data-file``) and provides ``items()`` returning a list of :class:`harness.types.Item`
+    with stable, deterministic ids, and ``config()`` for the manifest.
+    """
+
+
+@hookspec
+def register_report_sections(register):
+    """Register report sections rendered into ``report.md`` and printed after a run.
+
+    A section class has ``name``, ``description``, ``applies(manifest)`` and
+    ``render(records, manifest)`` returning Markdown text (or ``""`` to skip). Sections render
+    from records alone, so every number they show can be recomputed from ``samples.jsonl``.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add extra click commands or groups to the ``harness`` CLI group ``cli``."""

@@ -1,0 +1,157 @@
+"""Turn an arm's model spec into a (model, tokenizer) pair with transformers.
+
+Specs: a Hub id, a local HF directory, a ``.gguf`` file, ``package:<pkg>/<file>`` (a file
+inside an installed package, found without importing it), or ``random:<preset>`` (a seeded
+random-init model with a byte-level tokenizer built in code: no files, no network).
+
+GGUF files are de-quantised by transformers once and cached as an HF directory under
+``$HARNESS_CACHE`` (default ``~/.cache/harness``), keyed by the file's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+import click
+
+from harness.types import Arm
+
+RANDOM_PRESETS = {
+    # A few seconds on CPU; used by most tests.
+    "tiny-qwen3": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16),
+    # Qwen3-0.6B's shape, for GPU throughput checks without weights.
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+class ModelSpecError(click.ClickException):
+    """The arm's model cannot be found or loaded."""
+
+
+def resolve_path(arm: Arm) -> tuple[str, str]:
+    """Classify the spec and check it exists: returns (kind, location)."""
+    spec = arm.model
+    if spec.startswith("random:"):
+        preset = spec.split(":", 1)[1]
+        if preset not in RANDOM_PRESETS:
+            raise ModelSpecError(
+                f"arm {arm.name!r}: unknown random preset {preset!r}; valid: {', '.join(sorted(RANDOM_PRESETS))}")
+        return "random", preset
+    if spec.startswith("package:"):
+        pkg, _, rel = spec.split(":", 1)[1].partition("/")
+        found = importlib.util.find_spec(pkg)
+        if found is None or not found.submodule_search_locations:
+            raise ModelSpecError(f"arm {arm.name!r}: package {pkg!r} is not installed (model {spec})")
+        path = Path(list(found.submodule_search_locations)[0]) / rel
+        if not path.exists():
+            raise ModelSpecError(f"arm {arm.name!r}: model file not found: {path}")
+        return ("gguf" if path.suffix == ".gguf" else "dir"), str(path)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file():
+            if path.suffix != ".gguf":
+                raise ModelSpecError(f"arm {arm.name!r}: {path} is a file but not .gguf; give a directory or a .gguf file")
+            return "gguf", str(path)
+        if not (path / "config.json").exists():
+            raise ModelSpecError(f"arm {arm.name!r}: {path} has no config.json (not an HF model directory)")
+        return "dir", str(path)
+    if spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf") or spec.count("/") != 1:
+        raise ModelSpecError(f"arm {arm.name!r}: model path not found: {spec}")
+    return "hub", spec
+
+
+def byte_tokenizer():
+    """A byte-level BPE tokenizer with no merges (256 byte tokens + specials), built in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in ("<|endoftext|>", "<|pad|>"):
+        vocab[special] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>", "<|pad|>"])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+def _random_model(preset: str, seed: int):
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    tok = byte_tokenizer()
+    cfg = Qwen3Config(vocab_size=len(tok), max_position_embeddings=4096, tie_word_embeddings=True,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      bos_token_id=None, **RANDOM_PRESETS[preset])
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching global RNG state
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg)
+    return model, tok
+
+
+def _gguf_cached_dir(path: str) -> Path:
+    st = os.stat(path)
+    key = hashlib.sha256(f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_dir() / "gguf" / f"{Path(path).stem}-{key}"
+
+
+def _load_gguf(path: str):
+    """De-quantise a GGUF file once into an HF directory in the cache; later loads are fast."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = _gguf_cached_dir(path)
+    if not (target / "config.json").exists():
+        src_dir, name = os.path.dirname(path), os.path.basename(path)
+        tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+        quant = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name)
+        cfg = quant.config
+        if hasattr(cfg, "quantization_config"):
+            delattr(cfg, "quantization_config")
+        model = AutoModelForCausalLM.from_config(cfg)
+        model.load_state_dict(quant.state_dict())
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a killed conversion leaves no half-written cache
+    return str(target)
+
+
+def load_model(arm: Arm):
+    """Load ``arm``'s model and tokenizer; returns (model, tokenizer, device)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kind, where = resolve_path(arm)
+    device = arm.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = arm.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    torch_dtype = getattr(torch, dtype)
+    if kind == "random":
+        model, tok = _random_model(where, int(arm.options.get("seed", 0)))
+        model = model.to(torch_dtype)
+    else:
+        if kind == "gguf":
+            where = _load_gguf(where)
+        kwargs = dict(trust_remote_code=bool(arm.trust_remote_code))
+        try:
+            tok = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+        except OSError as exc:
+            raise ModelSpecError(f"arm {arm.name!r}: could not load {arm.model}: {exc}") from exc
+    model.to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok, device

@@ -1,0 +1,185 @@
+"""The probe pipeline every thought eval takes (reward gate, thought-use probe, plugins' evals).
+
+item -> prompt ids = tok(prefix) + tok(open tag) -> thought ids (intervention) -> + close-tag ids
+-> suffix ids sampled by the arm -> judge(predicted, true suffix) -> one record per sample.
+
+Everything is token ids: stage 2 is ``prompt_ids + thought_ids + close_ids``, concatenated, never
+decoded and re-encoded. Thoughts and records are appended to the run store as they finish, so a
+rerun skips finished work and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from harness.seeding import derive_seed
+from harness.store import SAMPLES, THOUGHTS, RunStore
+from harness.types import Arm, GenRequest, Item, JudgePair, ScoreRequest, Thought
+
+
+@dataclass
+class RunContext:
+    """What an eval's ``run(ctx)`` gets: resolved config, arms, items, judge, store, plugins."""
+
+    eval_name: str
+    config: dict
+    arms: list[Arm]
+    items: list[Item]
+    judge: Any
+    store: RunStore
+    interventions: dict[str, type]
+    make_backend: Callable[[Arm], Any]
+    stats: dict = field(default_factory=lambda: {"generated_tokens": 0, "generation_s": 0.0, "new_records": 0})
+    quiet: bool = False
+
+
+@dataclass
+class ArmContext:
+    """What an intervention's ``thoughts()`` gets for one arm."""
+
+    arm: Arm
+    backend: Any
+    config: dict
+    all_items: list[Item]
+    run: RunContext
+
+    def seed(self, *parts) -> int:
+        return derive_seed(self.config["seed"], self.arm.name, *parts)
+
+    def prompt_ids(self, item: Item) -> list[int]:
+        """Token ids of the arm's prompt prefix + item prefix, then the open tag."""
+        b = self.backend
+        return b.encode(self.arm.prompt_prefix + item.prefix) + b.encode(self.arm.think_open)
+
+    def generate(self, requests, desc: str):
+        """Generate through the arm's backend with a progress bar, counting generated tokens."""
+        total = sum(r.n for r in requests)
+        bar = tqdm(total=total, desc=desc, unit="sample", leave=False, disable=self.run.quiet or not total)
+        start = time.perf_counter()
+        outs = self.backend.generate(requests, progress=bar.update)
+        bar.close()
+        self.run.stats["generation_s"] += time.perf_counter() - start
+        self.run.stats["generated_tokens"] += sum(len(c.token_ids) for o in outs for c in o)
+        return outs
+
+
+def condition_order(requested: list[str], interventions: dict[str, type]) -> list[str]:
+    """Requested conditions plus what they require, requirements first (stable order)."""
+    order: list[str] = []
+
+    def visit(name, chain=()):
+        if name in order:
+            return
+        if name in chain:
+            raise ValueError(f"intervention requirement cycle: {' -> '.join(chain + (name,))}")
+        for req in getattr(interventions[name], "requires", ()):
+            if req not in interventions:
+                raise ValueError(f"intervention {name!r} requires unknown intervention {req!r}")
+            visit(req, chain + (name,))
+        order.append(name)
+
+    for name in requested:
+        visit(name)
+    return order
+
+
+def _thought_row(arm, cond, item_id, s, t: Thought) -> dict:
+    return {"arm": arm, "condition": cond, "item_id": item_id, "sample": s, "token_ids": t.token_ids,
+            "text": t.text, "closed": t.closed, "source_item": t.source_item}
+
+
+def _load_thoughts(store: RunStore, arm: str, cond: str, samples: int) -> dict[str, list[Thought]]:
+    by_item: dict[str, dict[int, Thought]] = {}
+    for r in store.read(THOUGHTS):
+        if r["arm"] == arm and r["condition"] == cond:
+            by_item.setdefault(r["item_id"], {})[r["sample"]] = Thought(
+                r["token_ids"], r["text"], r["closed"], r.get("source_item"))
+    return {k: [v[s] for s in range(samples)] for k, v in by_item.items() if all(s in v for s in range(samples))}
+
+
+def run_probe(ctx: RunContext, conditions: list[str], chunk_items: int = 8) -> None:
+    """Run ``conditions`` for every arm and item, appending one record per judged sample."""
+    cfg = ctx.config
+    samples = cfg["samples"]
+    order = condition_order(conditions, ctx.interventions)
+    done = {(r["arm"], r["condition"], r["item_id"], r["sample"]) for r in ctx.store.read(SAMPLES)}
+    for arm in ctx.arms:
+        pending = {c: [i for i in ctx.items if any((arm.name, c, i.id, s) not in done for s in range(samples))]
+                   for c in conditions}
+        if not any(pending.values()):
+            continue
+        actx = ArmContext(arm, ctx.make_backend(arm), cfg, ctx.items, ctx)
+        thoughts: dict[str, dict[str, list[Thought]]] = {}
+        for cond in order:
+            have = _load_thoughts(ctx.store, arm.name, cond, samples)
+            missing = [i for i in ctx.items if i.id not in have]
+            plugin = ctx.interventions[cond]()
+            needed = {r: thoughts[r] for r in getattr(plugin, "requires", ())}
+            for start in range(0, len(missing), chunk_items * 4):
+                part = missing[start:start + chunk_items * 4]
+                new = plugin.thoughts(actx, part, samples, needed)
+                ctx.store.append([_thought_row(arm.name, cond, i.id, s, t)
+                                  for i in part for s, t in enumerate(new[i.id])], THOUGHTS)
+                have.update({i.id: new[i.id] for i in part})
+            thoughts[cond] = have
+        close_ids = actx.backend.encode(arm.think_close)
+        for cond in conditions:
+            for start in range(0, len(pending[cond]), chunk_items):
+                part = pending[cond][start:start + chunk_items]
+                rows = _run_chunk(actx, cond, part, thoughts[cond], close_ids, done)
+                ctx.store.append(rows)
+                ctx.stats["new_records"] += len(rows)
+
+
+def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_ids, done) -> list[dict]:
+    cfg, arm, backend, run = actx.config, actx.arm, actx.backend, actx.run
+    work = [(i, s) for i in items for s in range(cfg["samples"]) if (arm.name, cond, i.id, s) not in done]
+    # Stage 2 prompts: identical ones (blank, generic) share one prefill with n samples.
+    groups: dict[tuple, list] = {}
+    for item, s in work:
+        prompt = actx.prompt_ids(item) + thoughts[item.id][s].token_ids + close_ids
+        groups.setdefault(tuple(prompt), []).append((item, s))
+    keys = list(groups)
+    requests = [GenRequest(list(k), n=len(groups[k]),
+                           seeds=[actx.seed(i.id, cond, s, "suffix") for i, s in groups[k]],
+                           max_new_tokens=cfg["suffix_max_tokens"], temperature=cfg["temperature"],
+                           top_p=cfg["top_p"]) for k in keys]
+    outs = actx.generate(requests, desc=f"{arm.name} {cond}: suffixes")
+    true_ids = {i.id: backend.encode(i.suffix) for i in items}
+    scores = backend.score([ScoreRequest(list(k), true_ids[groups[k][0][0].id]) for k in keys])
+    flat = [(k, (item, s), comp, lp) for k, out, lp in zip(keys, outs, scores)
+            for (item, s), comp in zip(groups[k], out)]
+    verdicts = run.judge.judge([JudgePair(comp.text, item.suffix, item.prefix) for _, (item, _s), comp, _ in flat])
+    rows = []
+    for (k, (item, s), comp, lp), v in zip(flat, verdicts):
+        t = thoughts[item.id][s]
+        rows.append({
+            "eval": run.eval_name, "arm": arm.name, "condition": cond, "item_id": item.id, "sample": s,
+            "cluster": item.cluster, "thought": t.text, "thought_tokens": len(t.token_ids),
+            "thought_closed": t.closed, "thought_source": t.source_item,
+            "suffix": comp.text, "suffix_tokens": len(comp.token_ids), "finish_reason": comp.finish_reason,
+            "reward": v.reward, "judge_score": v.score, "judge_invalid": bool(v.invalid), "judge_raw": v.raw,
+            "suffix_logprob": (sum(lp) / len(lp)) if lp else None, "true_suffix_tokens": len(lp),
+            "seed": actx.seed(item.id, cond, s, "suffix"),
+        })
+    rows.sort(key=lambda r: (r["item_id"], r["sample"]))
+    return rows
+
+
+class ProbeEval:
+    """Base for evals built on :func:`run_probe`; subclasses set ``name``, ``description``, ``defaults``."""
+
+    record_type = "probe"
+    defaults: dict = {}
+
+    def run(self, ctx: RunContext) -> None:
+        run_probe(ctx, list(ctx.config["interventions"]))
+
+    def summarize(self, records, manifest) -> dict:
+        from reports.probe import summarize
+
+        return summarize(records, seed=manifest["config"]["seed"])

@@ -1,0 +1,98 @@
+"""Plain data types shared by the core and plugins (no heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation item: a text prefix and its true suffix. ``cluster`` groups items that
+    share a source (for cluster-aware statistics)."""
+
+    id: str
+    prefix: str
+    suffix: str
+    cluster: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Arm:
+    """A model checkpoint to evaluate, resolved from the arms file or a bare spec."""
+
+    name: str
+    model: str
+    backend: str = "hf"
+    dtype: str = "auto"
+    device: str = "auto"
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+    trust_remote_code: bool = False
+    prompt_prefix: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GenRequest:
+    """Sample ``n`` continuations of ``prompt_ids``. ``seeds`` has one seed per sample.
+    Generation stops at EOS, at ``max_new_tokens``, or when the decoded continuation contains
+    one of ``stop_strings`` (the returned ids then end before the token where it starts)."""
+
+    prompt_ids: list[int]
+    n: int
+    seeds: list[int]
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop_strings: tuple[str, ...] = ()
+
+
+@dataclass
+class Completion:
+    """One sampled continuation: token ids as sampled, their text, and why it ended
+    (``"stop"`` for a stop string, ``"eos"``, or ``"length"``)."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+
+
+@dataclass
+class ScoreRequest:
+    """Teacher-forced scoring of ``continuation_ids`` after ``context_ids``."""
+
+    context_ids: list[int]
+    continuation_ids: list[int]
+
+
+@dataclass
+class Thought:
+    """A thought inserted between the open and close tags, as token ids. ``closed`` says whether
+    a sampled thought ended by the model writing the close tag (None if not sampled)."""
+
+    token_ids: list[int]
+    text: str
+    closed: bool | None = None
+    source_item: str | None = None
+
+
+@dataclass
+class JudgePair:
+    predicted: str
+    reference: str
+    prefix: str = ""
+
+
+@dataclass
+class Verdict:
+    """``reward`` is 1, 0, or None when the judge's answer was invalid."""
+
+    reward: int | None
+    score: float | None = None
+    invalid: bool = False
+    raw: str | None = None

@@ -1,0 +1,1 @@
+"""Built-in plugins: evals, interventions, backends, judges, report sections."""

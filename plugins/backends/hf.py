@@ -1,0 +1,202 @@
+"""Backend ``hf``: transformers models in-process, CPU or CUDA.
+
+Requests are token ids. Prompts are batched with left padding; each prompt is prefilled once
+and its KV cache expanded to its ``n`` samples; every sample draws from its own seeded
+generator, so a record can be regenerated alone. Finished rows leave the batch.
+"""
+
+from __future__ import annotations
+
+from harness.hookspecs import hookimpl
+from harness.types import Completion
+
+
+@hookimpl
+def register_backends(register):
+    register(HFBackend)
+
+
+def sample_rows(logits, temperature: float, top_p: float, generators):
+    """Sample one token per row with that row's generator (temperature 0 = greedy)."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = (logits.float() / temperature).softmax(-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(-1, descending=True)
+        cum = sorted_p.cumsum(-1)
+        sorted_p = sorted_p.masked_fill(cum - sorted_p > top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
+    return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)])
+
+
+class HFBackend:
+    name = "hf"
+    description = "transformers in-process (CPU/CUDA): batched, shared-prefix n-sampling, teacher-forced score()"
+
+    def __init__(self, arm):
+        self.arm = arm
+        self._model = None
+        self.batch_rows = int(arm.options.get("batch_rows", 64))
+        self.score_tokens = int(arm.options.get("score_batch_tokens", 16384))
+
+    def _load(self):
+        if self._model is None:
+            from harness.modelspec import load_model
+
+            self._model, self.tokenizer, self.device = load_model(self.arm)
+        return self._model
+
+    @property
+    def model(self):
+        return self._load()
+
+    def encode(self, text: str) -> list[int]:
+        self._load()
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def decode(self, ids) -> str:
+        self._load()
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    @property
+    def eos_ids(self) -> set[int]:
+        self._load()
+        ids = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self._model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(source)
+        return ids
+
+    def info(self) -> dict:
+        self._load()
+        return {"device": str(self.device), "dtype": str(self._model.dtype).replace("torch.", ""),
+                "model_class": type(self._model).__name__, "vocab_size": len(self.tokenizer)}
+
+    # -- generation ---------------------------------------------------------------------
+    def generate(self, requests, progress=None):
+        """One list of ``n`` :class:`Completion` per request, in request order."""
+        self._load()
+        results: list = [None] * len(requests)
+        groups: dict = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, tuple(r.stop_strings)), []).append(i)
+        for idxs in groups.values():
+            idxs.sort(key=lambda i: len(requests[i].prompt_ids))
+            batch: list[int] = []
+            rows = 0
+            for i in idxs + [None]:
+                if i is not None and (not batch or rows + requests[i].n <= self.batch_rows):
+                    batch.append(i)
+                    rows += requests[i].n
+                    continue
+                outs = self._generate_batch([requests[j] for j in batch])
+                for j, o in zip(batch, outs):
+                    results[j] = o
+                if progress is not None:
+                    progress(sum(requests[j].n for j in batch))
+                batch, rows = ([i], requests[i].n) if i is not None else ([], 0)
+        return results
+
+    def _generate_batch(self, reqs):
+        import torch
+
+        model, tok, dev = self._model, self.tokenizer, self.device
+        first = reqs[0]
+        pad = tok.pad_token_id
+        width = max(len(r.prompt_ids) for r in reqs)
+        ids = torch.full((len(reqs), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(reqs), width), dtype=torch.long)
+        for b, r in enumerate(reqs):
+            if not r.prompt_ids:
+                raise ValueError("empty prompt")
+            ids[b, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+            attn[b, width - len(r.prompt_ids):] = 1
+        ids, attn = ids.to(dev), attn.to(dev)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        row_req = [b for b, r in enumerate(reqs) for _ in range(r.n)]
+        row_seed = [s for r in reqs for s in r.seeds]
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            expand = torch.tensor(row_req, device=dev)
+            cache.batch_select_indices(expand)  # prefill once, expand to n samples per prompt
+            logits = out.logits[:, -1, :][expand]
+            attn = attn[expand]
+            next_pos = pos[:, -1][expand] + 1
+            gens = []
+            for s in row_seed:
+                g = torch.Generator(device=dev)
+                g.manual_seed(int(s) % (2**63))
+                gens.append(g)
+            eos = self.eos_ids
+            stops = first.stop_strings
+            look = max((len(s) for s in stops), default=0) + 8
+            n_rows = len(row_req)
+            tokens: list[list[int]] = [[] for _ in range(n_rows)]
+            finish = ["length"] * n_rows
+            active = list(range(n_rows))  # original row index of each live batch row
+            for step in range(first.max_new_tokens):
+                nxt = sample_rows(logits, first.temperature, first.top_p, [gens[a] for a in active]).tolist()
+                keep = []
+                for b, (row, t) in enumerate(zip(active, nxt)):
+                    if t in eos:
+                        finish[row] = "eos"
+                        continue
+                    tokens[row].append(t)
+                    if stops:
+                        tail = tok.decode(tokens[row][-look:], skip_special_tokens=True)
+                        if any(s in tail for s in stops):
+                            finish[row] = "stop"
+                            continue
+                    keep.append(b)
+                if not keep or step == first.max_new_tokens - 1:
+                    break
+                if len(keep) < len(active):
+                    sel = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(sel)
+                    attn, next_pos = attn[sel], next_pos[sel]
+                    active = [active[b] for b in keep]
+                    nxt = [nxt[b] for b in keep]
+                attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
+                out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=attn,
+                            position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                logits = out.logits[:, -1, :]
+                next_pos = next_pos + 1
+        results = []
+        row = 0
+        for r in reqs:
+            comps = []
+            for _ in range(r.n):
+                ids_ = tokens[row]
+                if finish[row] == "stop":
+                    ids_ = self._cut_at_stop(ids_, stops)
+                comps.append(Completion(token_ids=ids_, text=tok.decode(ids_, skip_special_tokens=True),
+                                        finish_reason=finish[row]))
+                row += 1
+            results.append(comps)
+        return results
+
+    def _cut_at_stop(self, ids, stops):
+        """Drop the tokens from the one where the first stop string begins onwards."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        at = min(text.find(s) for s in stops if s in text)
+        keep = len(ids)
+        while keep > 0 and len(self.tokenizer.decode(ids[:keep], skip_special_tokens=True)) > at:
+            keep -= 1
+        return list(ids[:keep])
+
+    # -- scoring ------------------------------------------------------------------------
+    def score(self, requests):
+        """Per-token log-probs (list of floats) of each request's continuation."""
+        from training.logprobs import continuation_logprobs
+
+        self._load()
+        pairs = [(r.context_ids, r.continuation_ids) for r in requests]
+        lps = continuation_logprobs(self._model, pairs, self.tokenizer.pad_token_id, self.device,
+                                    max_batch_tokens=self.score_tokens)
+        return [lp.tolist() for lp in lps]

@@ -1,0 +1,1 @@
+"""Statistics and report rendering, computed from run records alone."""

@@ -1,0 +1,126 @@
+"""Task ``chunks``: prefix / true-suffix items for the reward gate and thought probe.
+
+Rows come from a local JSONL/parquet file, a Hub dataset id, or the packaged sample set
+(32 passages of educational prose written for this project). A row either has explicit
+``prefix``/``suffix`` columns, or one text column that is split deterministically on whitespace
+words (model-independent, so every arm sees identical items): the suffix is the ``suffix_words``
+words after the first ``prefix_words`` (or after all but the suffix, for shorter texts).
+
+Interleaved-thinking rows (text with ``<think>...</think>`` spans) are split at a thought: the
+prefix ends right before it, thoughts are stripped from prefix and suffix, and the row's own
+thought is kept as ``meta['reference_thought']``.
+
+Options (``--task-option KEY=VALUE``): ``data``, ``split``, ``config``, ``id_column``,
+``text_column``, ``prefix_column``, ``suffix_column``, ``cluster_column``, ``prefix_words``,
+``suffix_words``, ``think_open``, ``think_close``.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import click
+
+from harness.errors import BadInput
+
+from harness.hookspecs import hookimpl
+from harness.types import Item
+from tasks.loading import DataError, read_rows, require
+
+DEFAULTS = dict(data=None, split="train", config=None, id_column="id", text_column="text",
+                prefix_column="prefix", suffix_column="suffix", cluster_column="source",
+                prefix_words=288, suffix_words=96, think_open="<think>", think_close="</think>")
+
+
+@hookimpl
+def register_tasks(register):
+    register(ChunksTask)
+
+
+def sample_path() -> str:
+    return str(resources.files("tasks").joinpath("data/sample_chunks.jsonl"))
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace words that keep their trailing whitespace, so joins preserve paragraphs."""
+    return re.findall(r"\S+\s*", text)
+
+
+def split_text(text: str, prefix_words: int, suffix_words: int) -> tuple[str, str]:
+    words = _words(text.strip())
+    n_suffix = min(suffix_words, len(words) // 2)
+    n_prefix = min(prefix_words, len(words) - n_suffix)
+    return "".join(words[:n_prefix]).strip(), "".join(words[n_prefix:n_prefix + n_suffix]).strip()
+
+
+def split_interleaved(text: str, open_tag: str, close_tag: str, prefix_words: int, suffix_words: int,
+                      where: str) -> tuple[str, str, str]:
+    """Split an interleaved-thinking text at a thought: (prefix, suffix, that thought).
+
+    The chosen thought is the last one starting within ``prefix_words`` words of stripped text
+    (or the first one). Unbalanced or nested tags raise :class:`DataError` naming ``where``."""
+    pattern = re.compile(re.escape(open_tag) + r"(.*?)" + re.escape(close_tag), re.S)
+    spans = list(pattern.finditer(text))
+    leftover = pattern.sub("", text)
+    if not spans or open_tag in leftover or close_tag in leftover or any(open_tag in m.group(1) for m in spans):
+        raise DataError(f"{where}: unbalanced or nested {open_tag}...{close_tag} tags")
+    plain_before = [len(_words(pattern.sub("", text[:m.start()]))) for m in spans]
+    eligible = [k for k, w in enumerate(plain_before) if 0 < w <= prefix_words]
+    k = eligible[-1] if eligible else next((k for k, w in enumerate(plain_before) if w > 0), None)
+    if k is None:
+        raise DataError(f"{where}: no thought has text before it to use as a prefix")
+    m = spans[k]
+    prefix = pattern.sub("", text[:m.start()]).strip()
+    suffix_words_all = _words(pattern.sub("", text[m.end():]).strip())
+    suffix = "".join(suffix_words_all[:suffix_words]).strip()
+    if not suffix:
+        raise DataError(f"{where}: no text after the chosen thought to use as a suffix")
+    return re.sub(r"[ \t]+", " ", prefix), re.sub(r"[ \t]+", " ", suffix), m.group(1).strip()
+
+
+class ChunksTask:
+    name = "chunks"
+    description = "prefix/suffix chunks from JSONL, parquet or a Hub dataset (default: 32 packaged passages)"
+
+    def __init__(self, options=None):
+        options = dict(options or {})
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise BadInput(f"unknown chunks options {sorted(unknown)}; valid: {', '.join(DEFAULTS)}",
+                                     param_hint="--task-option")
+        self.options = {**DEFAULTS, **options}
+        for key in ("prefix_words", "suffix_words"):
+            self.options[key] = int(self.options[key])
+
+    def config(self) -> dict:
+        return {"name": self.name, **self.options, "data": self.options["data"] or "package:sample_chunks"}
+
+    def items(self) -> list[Item]:
+        o = self.options
+        rows = read_rows(o["data"] or sample_path(), split=o["split"], config=o["config"])
+        items, seen = [], {}
+        for n, row in enumerate(rows):
+            where = f"{row['_source']}:{row['_line']}"
+            item_id = str(row.get(o["id_column"]) or f"row{n:05d}")
+            if item_id in seen:
+                raise DataError(f"{where}: duplicate id {item_id!r} (first at line {seen[item_id]})")
+            seen[item_id] = row["_line"]
+            meta = {}
+            if o["prefix_column"] in row and o["suffix_column"] in row:
+                prefix, suffix = require(row, o["prefix_column"]), require(row, o["suffix_column"])
+            else:
+                text = require(row, o["text_column"])
+                if o["think_open"] in text or o["think_close"] in text:
+                    prefix, suffix, thought = split_interleaved(text, o["think_open"], o["think_close"],
+                                                                o["prefix_words"], o["suffix_words"], where)
+                    meta["reference_thought"] = thought
+                else:
+                    prefix, suffix = split_text(text, o["prefix_words"], o["suffix_words"])
+                if not prefix or not suffix:
+                    raise DataError(f"{where}: text too short to split into prefix and suffix")
+            cluster = row.get(o["cluster_column"])
+            items.append(Item(item_id, prefix, suffix, None if cluster is None else str(cluster), meta))
+        if not items:
+            raise DataError(f"no items in {o['data'] or sample_path()}")
+        return items

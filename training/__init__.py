@@ -1,0 +1,1 @@
+"""Training stages that produce arms (SFT, online DPO, RLMT) and shared log-prob utilities."""
