@@ -46,6 +46,7 @@ class ArmContext:
     config: dict
     all_items: list[Item]
     run: RunContext
+    bars: dict = field(default_factory=dict)
 
     def seed(self, *parts) -> int:
         return derive_seed(self.config["seed"], self.arm.name, *parts)
@@ -55,13 +56,24 @@ class ArmContext:
         b = self.backend
         return b.encode(self.arm.prompt_prefix + item.prefix) + b.encode(self.arm.think_open)
 
+    def bar(self, desc: str, add: int):
+        """The progress bar called ``desc`` (one per stage and condition), its total grown by ``add``."""
+        if desc not in self.bars:
+            self.bars[desc] = tqdm(total=0, desc=desc, unit="sample", leave=False, disable=self.run.quiet)
+        self.bars[desc].total += add
+        self.bars[desc].refresh()
+        return self.bars[desc]
+
+    def close_bars(self) -> None:
+        for b in self.bars.values():
+            b.close()
+        self.bars.clear()
+
     def generate(self, requests, desc: str):
         """Generate through the arm's backend with a progress bar, counting generated tokens."""
-        total = sum(r.n for r in requests)
-        bar = tqdm(total=total, desc=desc, unit="sample", leave=False, disable=self.run.quiet or not total)
+        bar = self.bar(desc, sum(r.n for r in requests))
         start = time.perf_counter()
         outs = self.backend.generate(requests, progress=bar.update)
-        bar.close()
         self.run.stats["generation_s"] += time.perf_counter() - start
         self.run.stats["generated_tokens"] += sum(len(c.token_ids) for o in outs for c in o)
         return outs
@@ -101,10 +113,14 @@ def _load_thoughts(store: RunStore, arm: str, cond: str, samples: int) -> dict[s
     return {k: [v[s] for s in range(samples)] for k, v in by_item.items() if all(s in v for s in range(samples))}
 
 
-def run_probe(ctx: RunContext, conditions: list[str], chunk_items: int = 8) -> None:
-    """Run ``conditions`` for every arm and item, appending one record per judged sample."""
+def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> None:
+    """Run ``conditions`` for every arm and item, appending one record per judged sample.
+
+    Work goes in chunks of about ``chunk_rows`` samples (items x samples); each chunk's records
+    are appended when it finishes, so a kill loses at most the chunk in flight."""
     cfg = ctx.config
     samples = cfg["samples"]
+    chunk_items = max(1, chunk_rows // samples)
     order = condition_order(conditions, ctx.interventions)
     done = {(r["arm"], r["condition"], r["item_id"], r["sample"]) for r in ctx.store.read(SAMPLES)}
     for arm in ctx.arms:
@@ -133,27 +149,30 @@ def run_probe(ctx: RunContext, conditions: list[str], chunk_items: int = 8) -> N
                 rows = _run_chunk(actx, cond, part, thoughts[cond], close_ids, done)
                 ctx.store.append(rows)
                 ctx.stats["new_records"] += len(rows)
+        actx.close_bars()
 
 
 def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_ids, done) -> list[dict]:
     cfg, arm, backend, run = actx.config, actx.arm, actx.backend, actx.run
     work = [(i, s) for i in items for s in range(cfg["samples"]) if (arm.name, cond, i.id, s) not in done]
-    # Stage 2 prompts: identical ones (blank, generic) share one prefill with n samples.
+    # Stage 2 prompts: an item's identical ones (blank, generic) share one prefill with n samples.
     groups: dict[tuple, list] = {}
     for item, s in work:
         prompt = actx.prompt_ids(item) + thoughts[item.id][s].token_ids + close_ids
-        groups.setdefault(tuple(prompt), []).append((item, s))
+        groups.setdefault((item.id, tuple(prompt)), []).append((item, s))
     keys = list(groups)
-    requests = [GenRequest(list(k), n=len(groups[k]),
+    true_ids = {i.id: backend.encode(i.suffix) for i in items}
+    requests = [GenRequest(list(k[1]), n=len(groups[k]),
                            seeds=[actx.seed(i.id, cond, s, "suffix") for i, s in groups[k]],
                            max_new_tokens=cfg["suffix_max_tokens"], temperature=cfg["temperature"],
-                           top_p=cfg["top_p"]) for k in keys]
+                           top_p=cfg["top_p"], score_ids=true_ids[groups[k][0][0].id]) for k in keys]
     outs = actx.generate(requests, desc=f"{arm.name} {cond}: suffixes")
-    true_ids = {i.id: backend.encode(i.suffix) for i in items}
-    scores = backend.score([ScoreRequest(list(k), true_ids[groups[k][0][0].id]) for k in keys])
+    scores = [out[0].score_logprobs for out in outs]
     flat = [(k, (item, s), comp, lp) for k, out, lp in zip(keys, outs, scores)
             for (item, s), comp in zip(groups[k], out)]
+    judge_bar = actx.bar(f"{arm.name} {cond}: judging", len(flat))
     verdicts = run.judge.judge([JudgePair(comp.text, item.suffix, item.prefix) for _, (item, _s), comp, _ in flat])
+    judge_bar.update(len(flat))
     rows = []
     for (k, (item, s), comp, lp), v in zip(flat, verdicts):
         t = thoughts[item.id][s]

@@ -41,7 +41,10 @@ class Arm:
 class GenRequest:
     """Sample ``n`` continuations of ``prompt_ids``. ``seeds`` has one seed per sample.
     Generation stops at EOS, at ``max_new_tokens``, or when the decoded continuation contains
-    one of ``stop_strings`` (the returned ids then end before the token where it starts)."""
+    one of ``stop_strings`` (the returned ids then end before the token where it starts).
+    When ``score_ids`` is given, every completion also carries ``score_logprobs``: the
+    teacher-forced log-probs of ``score_ids`` right after the prompt (a backend may compute them
+    in the same prefill, as the ``hf`` backend does, or by a separate scoring call)."""
 
     prompt_ids: list[int]
     n: int
@@ -50,16 +53,19 @@ class GenRequest:
     temperature: float = 1.0
     top_p: float = 1.0
     stop_strings: tuple[str, ...] = ()
+    score_ids: list[int] | None = None
 
 
 @dataclass
 class Completion:
     """One sampled continuation: token ids as sampled, their text, and why it ended
-    (``"stop"`` for a stop string, ``"eos"``, or ``"length"``)."""
+    (``"stop"`` for a stop string, ``"eos"``, or ``"length"``); ``score_logprobs`` answers the
+    request's ``score_ids`` (None when it had none)."""
 
     token_ids: list[int]
     text: str
     finish_reason: str
+    score_logprobs: list[float] | None = None
 
 
 @dataclass

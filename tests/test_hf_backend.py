@@ -48,3 +48,52 @@ def test_score_matches_manual_forward(backend):
     manual = [logits[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont)]
     assert lp[0] == pytest.approx(manual, abs=1e-4)
     assert len(lp[1]) == 2
+
+
+def _gens(seeds):
+    gens = []
+    for s in seeds:
+        g = torch.Generator()
+        g.manual_seed(s)
+        gens.append(g)
+    return gens
+
+
+def test_nucleus_fast_path_equals_full_sort():
+    from plugins.backends.hf import sample_rows
+
+    logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0)) * 3
+    for top_p in (0.3, 0.9, 0.999):
+        fast = sample_rows(logits, 1.0, top_p, _gens(range(6)), top_k_first=8)
+        full = sample_rows(logits, 1.0, top_p, _gens(range(6)), top_k_first=500)
+        assert fast.tolist() == full.tolist()
+
+
+def test_nucleus_sampling_matches_the_truncated_distribution():
+    from scipy.stats import chisquare
+
+    from plugins.backends.hf import sample_rows
+
+    probs = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
+    logits = probs.log()[None, :].repeat(4000, 1)
+    draws = sample_rows(logits, 1.0, 0.8, _gens(range(4000)), top_k_first=2)
+    counts = torch.bincount(draws, minlength=5).tolist()
+    assert counts[3] == counts[4] == 0  # outside the 0.8 nucleus {0.5, 0.2, 0.15}
+    expected = [4000 * p / 0.85 for p in (0.5, 0.2, 0.15)]
+    assert chisquare(counts[:3], expected).pvalue > 1e-3
+    free = sample_rows(logits, 1.0, 1.0, _gens(range(4000)))
+    assert chisquare(torch.bincount(free, minlength=5).tolist(), (probs * 4000).tolist()).pvalue > 1e-3
+    assert sample_rows(logits[:3], 0.0, 0.5, _gens(range(3))).tolist() == [0, 0, 0]
+
+
+def test_fused_prefill_scoring_matches_score_and_leaves_sampling_unchanged(backend):
+    prompts = [backend.encode("Rivers carry sand.</think>"), backend.encode("Waves.</think>")]
+    truths = [backend.encode(" It settles offshore."), backend.encode(" Grains sort by size, slowly")]
+    plain = backend.generate([GenRequest(p, n=2, seeds=[3, 4], max_new_tokens=8) for p in prompts])
+    fused = backend.generate([GenRequest(p, n=2, seeds=[3, 4], max_new_tokens=8, score_ids=t)
+                              for p, t in zip(prompts, truths)])
+    separate = backend.score([ScoreRequest(p, t) for p, t in zip(prompts, truths)])
+    for out, ref, plain_out in zip(fused, separate, plain):
+        assert all(c.score_logprobs == pytest.approx(ref, abs=1e-4) for c in out)
+        assert [c.token_ids for c in out] == [c.token_ids for c in plain_out]
+    assert all(c.score_logprobs is None for out in plain for c in out)

@@ -16,19 +16,51 @@ def register_backends(register):
     register(HFBackend)
 
 
-def sample_rows(logits, temperature: float, top_p: float, generators):
-    """Sample one token per row with that row's generator (temperature 0 = greedy)."""
+def sample_rows(logits, temperature: float, top_p: float, generators, top_k_first: int = 1024):
+    """Sample one token per row, each row from its own seeded generator (temperature 0 = greedy).
+
+    Nucleus sampling is exact: the candidates are the ``top_k_first`` most likely tokens when they
+    already hold ``top_p`` of the mass (almost always), else the row's whole sorted vocabulary.
+    Each row draws one uniform number from its generator and inverts its (truncated) CDF, so a
+    row's token depends only on its own logits and seed, never on the rest of the batch.
+    """
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
     probs = (logits.float() / temperature).softmax(-1)
+    vocab = probs.shape[-1]
+    idx = None
+    vals = probs
     if top_p < 1.0:
-        sorted_p, idx = probs.sort(-1, descending=True)
-        cum = sorted_p.cumsum(-1)
-        sorted_p = sorted_p.masked_fill(cum - sorted_p > top_p, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-    return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)])
+        k = min(top_k_first, vocab)
+        vals, idx = probs.topk(k, dim=-1)
+        short = (vals.sum(-1) < top_p).nonzero().flatten().tolist()
+        if short and k < vocab:  # the nucleus is wider than top_k_first: sort those rows in full
+            full_vals, full_idx = probs[short].sort(-1, descending=True)
+            vals = torch.cat([vals, vals.new_zeros(len(vals), vocab - k)], 1)
+            idx = torch.cat([idx, idx.new_zeros(len(idx), vocab - k)], 1)
+            vals[short], idx[short] = full_vals, full_idx
+        # keep a token while the mass before it is below top_p (the most likely token always stays)
+        vals = vals.masked_fill(vals.cumsum(-1) - vals >= top_p, 0.0)
+    cum = vals.double().cumsum(-1)
+    total = cum[:, -1:]
+    u = torch.cat([torch.rand(1, generator=g, device=g.device, dtype=torch.float64) for g in generators])
+    pick = torch.searchsorted(cum, u[:, None] * total, right=True)
+    last_positive = (cum < total).sum(-1, keepdim=True)  # guards the u * total == total rounding edge
+    pick = torch.minimum(pick, last_positive)
+    return pick[:, 0] if idx is None else idx.gather(-1, pick)[:, 0]
+
+
+def _cache_arg(model) -> str:
+    """The forward() keyword for the KV cache: ``cache`` in newer transformers, else ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _out_cache(out):
+    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
 
 
 class HFBackend:
@@ -40,6 +72,8 @@ class HFBackend:
         self._model = None
         self.batch_rows = int(arm.options.get("batch_rows", 64))
         self.score_tokens = int(arm.options.get("score_batch_tokens", 16384))
+        # rows x positions of vocabulary logits one prefill may hold when it also scores
+        self.logit_rows = int(arm.options.get("prefill_logit_rows", 4096))
 
     def _load(self):
         if self._model is None:
@@ -89,7 +123,8 @@ class HFBackend:
             batch: list[int] = []
             rows = 0
             for i in idxs + [None]:
-                if i is not None and (not batch or rows + requests[i].n <= self.batch_rows):
+                if i is not None and (not batch or (rows + requests[i].n <= self.batch_rows and self._logit_rows(
+                        [requests[j] for j in batch + [i]]) <= self.logit_rows)):
                     batch.append(i)
                     rows += requests[i].n
                     continue
@@ -101,6 +136,10 @@ class HFBackend:
                 batch, rows = ([i], requests[i].n) if i is not None else ([], 0)
         return results
 
+    @staticmethod
+    def _logit_rows(reqs) -> int:
+        return len(reqs) * (1 + max(len(r.score_ids or ()) for r in reqs))
+
     def _generate_batch(self, reqs):
         import torch
 
@@ -108,23 +147,44 @@ class HFBackend:
         first = reqs[0]
         pad = tok.pad_token_id
         width = max(len(r.prompt_ids) for r in reqs)
-        ids = torch.full((len(reqs), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(reqs), width), dtype=torch.long)
+        extra = max(len(r.score_ids or ()) for r in reqs)
+        # Prompts left-padded to ``width``; ids to score follow each prompt (right-padded), so one
+        # prefill both scores them and fills the KV cache, which is then cropped back to the prompts.
+        ids = torch.full((len(reqs), width + extra), pad, dtype=torch.long)
+        attn = torch.zeros((len(reqs), width + extra), dtype=torch.long)
         for b, r in enumerate(reqs):
             if not r.prompt_ids:
                 raise ValueError("empty prompt")
-            ids[b, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-            attn[b, width - len(r.prompt_ids):] = 1
+            ids[b, width - len(r.prompt_ids):width] = torch.tensor(r.prompt_ids)
+            attn[b, width - len(r.prompt_ids):width] = 1
+            if r.score_ids:
+                ids[b, width:width + len(r.score_ids)] = torch.tensor(r.score_ids)
+                attn[b, width:width + len(r.score_ids)] = 1
         ids, attn = ids.to(dev), attn.to(dev)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         row_req = [b for b, r in enumerate(reqs) for _ in range(r.n)]
         row_seed = [s for r in reqs for s in r.seeds]
         with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+            cache_kw = _cache_arg(model)
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True,
+                        logits_to_keep=extra + 1)
+            cache = _out_cache(out)
+            # out.logits[:, j] comes from position width - 1 + j: j = 0 predicts the first new
+            # token, j >= 1 scores score_ids[j - 1].
+            scored = []
+            for b, r in enumerate(reqs):
+                k = len(r.score_ids or ())
+                target = torch.tensor(list(r.score_ids or ()), device=dev, dtype=torch.long)
+                lp = out.logits[b, :k].float().log_softmax(-1).gather(-1, target[:, None])[:, 0]
+                scored.append(lp.tolist() if r.score_ids is not None else None)
+            if extra:
+                cache.crop(-extra)
+            attn, pos = attn[:, :width], pos[:, :width]
+            first_logits = out.logits[:, 0, :]
+            del out
             expand = torch.tensor(row_req, device=dev)
             cache.batch_select_indices(expand)  # prefill once, expand to n samples per prompt
-            logits = out.logits[:, -1, :][expand]
+            logits = first_logits[expand]
             attn = attn[expand]
             next_pos = pos[:, -1][expand] + 1
             gens = []
@@ -163,8 +223,8 @@ class HFBackend:
                     nxt = [nxt[b] for b in keep]
                 attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
                 out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=attn,
-                            position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
+                            position_ids=next_pos[:, None], use_cache=True, **{cache_kw: cache})
+                cache = _out_cache(out)
                 logits = out.logits[:, -1, :]
                 next_pos = next_pos + 1
         results = []
@@ -176,7 +236,7 @@ class HFBackend:
                 if finish[row] == "stop":
                     ids_ = self._cut_at_stop(ids_, stops)
                 comps.append(Completion(token_ids=ids_, text=tok.decode(ids_, skip_special_tokens=True),
-                                        finish_reason=finish[row]))
+                                        finish_reason=finish[row], score_logprobs=scored[len(results)]))
                 row += 1
             results.append(comps)
         return results
