@@ -81,8 +81,10 @@ def register_report_sections(register):
     """Register report sections rendered into ``report.md`` and printed after a run.
 
     A section class has ``name``, ``description``, ``applies(manifest)`` and
-    ``render(records, manifest)`` returning Markdown text (or ``""`` to skip). Sections render
-    from records alone, so every number they show can be recomputed from ``samples.jsonl``.
+    ``render(records, manifest)`` returning Markdown text (or ``""`` to skip). It may also define
+    ``console(records, manifest)`` returning a compact table printed at the end of ``harness run``.
+    Sections render from records alone, so every number they show can be recomputed from
+    ``samples.jsonl``.
     """
 
 

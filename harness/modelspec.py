@@ -149,8 +149,9 @@ def load_model(arm: Arm):
         try:
             tok = AutoTokenizer.from_pretrained(where, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
-        except OSError as exc:
-            raise ModelSpecError(f"arm {arm.name!r}: could not load {arm.model}: {exc}") from exc
+        except (OSError, ValueError, KeyError) as exc:  # missing files, unknown architecture, bad config
+            raise ModelSpecError(f"arm {arm.name!r}: could not load {arm.model} ({where}): "
+                                 f"{type(exc).__name__}: {exc}") from exc
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

@@ -6,6 +6,19 @@ from harness.plugins import registry
 from harness.store import RunStore
 
 
+def console_summary(store: RunStore) -> str:
+    """What a run prints at its end: each applicable report section's compact ``console()`` text."""
+    manifest, records = store.manifest(), store.read()
+    parts = []
+    for cls in registry("report_sections").classes.values():
+        section = cls()
+        if records and hasattr(section, "console") and section.applies(manifest):
+            text = section.console(records, manifest)
+            if text:
+                parts.append(text)
+    return "\n\n".join(parts)
+
+
 def render_report(store: RunStore) -> tuple[dict, str]:
     """Write ``summary.json`` and ``report.md``; return (summary, markdown)."""
     manifest = store.manifest()

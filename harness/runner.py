@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import subprocess
 import time
 from importlib import metadata
@@ -23,7 +24,7 @@ from harness.arms import load_arms, resolve_arm
 from harness.modelspec import resolve_path
 from harness.pipeline import RunContext
 from harness.plugins import registry
-from harness.store import ITEMS, RunStore, config_hash
+from harness.store import ITEMS, SAMPLES, THOUGHTS, RunStore, config_hash
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -110,41 +111,43 @@ def execute(p: dict) -> None:
     before = len(store.read())
     click.echo(f"{'resuming' if resuming else 'new run'}: {out}  ({before} records already done)", err=True)
 
-    backends = {}
+    backends, resolved = {}, {}
 
     def make_backend(arm):
         if arm.name not in backends:
             backends.clear()  # one arm's model in memory at a time
             backends[arm.name] = registry("backends").get(arm.backend)(arm)
+            if hasattr(backends[arm.name], "info"):  # device, dtype, model class as actually loaded
+                resolved[arm.name] = backends[arm.name].info()
         return backends[arm.name]
 
     ctx = RunContext(eval_cls.name, dict(config, options=p["options"]), arms, items, judge, store, ireg.classes,
                      make_backend, quiet=p["quiet"])
-    eval_cls().run(ctx)
+    try:
+        eval_cls().run(ctx)
+    except BaseException:
+        # A new run that failed before writing any work (a model that cannot load, say) leaves
+        # no directory behind; a run with finished work keeps it for resuming.
+        if not resuming and not store.read(SAMPLES) and not store.read(THOUGHTS):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     s = ctx.stats
     tps = s["generated_tokens"] / s["generation_s"] if s["generation_s"] else None
     invocations = store.manifest().get("invocations", [])
     invocations.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                         "wall_s": round(time.time() - started, 1), "new_records": s["new_records"],
                         "generated_tokens": s["generated_tokens"], "generation_s": round(s["generation_s"], 2),
-                        "generated_tok_per_s": round(tps, 1) if tps else None})
+                        "generated_tok_per_s": round(tps, 1) if tps else None, "backends": resolved})
     store.update_manifest(invocations=invocations)
 
-    from harness.report import render_report
+    from harness.report import console_summary, render_report
 
-    _, markdown = render_report(store)
-    click.echo(_console_summary(markdown))
+    render_report(store)
+    judge_cfg = ", ".join(f"{k}={v}" for k, v in config["judge"].items() if k != "name" and not isinstance(v, dict))
+    click.echo(f"\n{eval_cls.name}: {len(items)} items x {config['samples']} samples; judge {config['judge']['name']}"
+               f"{f' ({judge_cfg})' if judge_cfg else ''}; 95% bootstrap CIs over items\n")
+    click.echo(console_summary(store))
     rate = f", {tps:.0f} generated tok/s" if tps else ""
     click.echo(f"\n{s['new_records']} new records ({s['generated_tokens']} tokens generated{rate}) "
                f"in {time.time() - started:.0f}s")
     click.echo(f"report: {out / 'report.md'}")
-
-
-def _console_summary(markdown: str) -> str:
-    """The first table of the report (the main metrics), to print on one screen."""
-    lines = markdown.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.startswith("|")), None)
-    if start is None:
-        return markdown
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])

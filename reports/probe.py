@@ -33,6 +33,7 @@ def main_rows(records, B: int = 10_000, seed: int = 0) -> list[dict]:
     for (arm, cond), recs in group_records(records).items():
         reward = item_means(recs, "reward")
         lp = item_means(recs, "suffix_logprob")
+        score = item_means(recs, "judge_score")
         per_item = defaultdict(list)
         for r in recs:
             if r["reward"] is not None:
@@ -43,6 +44,7 @@ def main_rows(records, B: int = 10_000, seed: int = 0) -> list[dict]:
             "n_items": len({r["item_id"] for r in recs}), "n_samples": len(recs),
             "reward": mean_ci(reward.values(), B=B, seed=seed),
             "suffix_logprob": mean_ci(lp.values(), B=B, seed=seed),
+            "judge_score": mean_ci(score.values(), B=B, seed=seed),
             "any_success_rate": (sum(max(v) == 1 for v in per_item.values()) / len(per_item)) if per_item else None,
             "avg_thought_words": sum(_words(r["thought"]) for r in recs) / len(recs),
             "avg_suffix_words": sum(_words(r["suffix"]) for r in recs) / len(recs),

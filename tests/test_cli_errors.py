@@ -59,3 +59,13 @@ def test_list_and_plugins_commands():
     rows = json.loads(_invoke(["plugins"]).output)
     assert any(r["name"] == "plugins.interventions.swapped" and r["provides"] == {"interventions": ["swapped"]}
                for r in rows)
+
+
+def test_model_that_fails_to_load_leaves_no_run_dir(tmp_path):
+    model = tmp_path / "broken-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    out = tmp_path / "run"
+    res = _invoke(["run", "--arm", str(model), "--judge", "lexical", "--out", str(out)])
+    assert res.exit_code == 1 and str(model) in res.output and "could not load" in res.output
+    assert not out.exists()

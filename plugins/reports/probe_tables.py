@@ -31,15 +31,30 @@ class ProbeMainSection(_ProbeSection):
     def render(self, records, manifest) -> str:
         rows = probe.main_rows(records, seed=manifest["config"]["seed"])
         table = md_table(
-            ["Arm", "Condition", "Reward mean [95% CI]", "Suffix log-lik/token [95% CI]", "Any-success prefix rate",
-             "Avg thought words", "Avg suffix words", "Invalid rate", "Closed-think rate", "Items", "Samples"],
+            ["Arm", "Condition", "Reward mean [95% CI]", "Suffix log-lik/token [95% CI]", "Judge score [95% CI]",
+             "Any-success prefix rate", "Avg thought words", "Avg suffix words", "Invalid rate",
+             "Closed-think rate", "Items", "Samples"],
             [[r["arm"], r["condition"], fmt_ci(r["reward"], 4), fmt_ci(r["suffix_logprob"], 3),
-              _f(r["any_success_rate"]), _f(r["avg_thought_words"], 1), _f(r["avg_suffix_words"], 1),
-              _f(r["invalid_rate"]), _f(r["closed_think_rate"]), r["n_items"], r["n_samples"]] for r in rows],
-            right=set(range(2, 11)))
-        return ("## Main metrics\n\nReward: judge's binary verdict, averaged over an item's samples, then over "
-                "items. Suffix log-lik/token: teacher-forced mean log-probability of the true suffix given "
-                "prefix + thought (judge-free). CIs: percentile bootstrap over items (B=10,000).\n\n" + table)
+              fmt_ci(r["judge_score"], 3), _f(r["any_success_rate"]), _f(r["avg_thought_words"], 1),
+              _f(r["avg_suffix_words"], 1), _f(r["invalid_rate"]), _f(r["closed_think_rate"]), r["n_items"],
+              r["n_samples"]] for r in rows],
+            right=set(range(2, 12)))
+        return ("## Main metrics\n\nReward: the judge's binary verdict, averaged over an item's samples, then over "
+                "items (judge-invalid samples left out, see Invalid rate). Suffix log-lik/token: teacher-forced "
+                "mean log-probability of the true suffix given prefix + thought (judge-free). Judge score: the "
+                "judge's continuous score before its threshold, where it has one. CIs: percentile bootstrap "
+                "over items (B=10,000).\n\n" + table)
+
+    def console(self, records, manifest) -> str:
+        """The compact main table printed at the end of a run."""
+        rows = probe.main_rows(records, seed=manifest["config"]["seed"])
+        return md_table(
+            ["Arm", "Condition", "Reward [95% CI]", "Suffix log-lik/token [95% CI]", "Judge score [95% CI]",
+             "Invalid", "Items x samples"],
+            [[r["arm"], r["condition"], fmt_ci(r["reward"], 3), fmt_ci(r["suffix_logprob"], 3),
+              fmt_ci(r["judge_score"], 3), _f(r["invalid_rate"], 3),
+              f"{r['n_items']} x {r['n_samples'] // max(r['n_items'], 1)}"] for r in rows],
+            right=set(range(2, 7)))
 
 
 class ProbeGroupsSection(_ProbeSection):
@@ -78,3 +93,16 @@ class ProbeSensitivitySection(_ProbeSection):
         return ("## Causal sensitivity\n\nPrefix-level `normal - condition` on the same items (paired bootstrap "
                 "over items). Positive: the arm's own thought helped relative to the intervention. Win rates "
                 "compare each item's mean reward under the two conditions.\n\n" + table)
+
+    def console(self, records, manifest) -> str:
+        """The compact sensitivity table printed at the end of a run."""
+        rows = probe.sensitivity_rows(records, seed=manifest["config"]["seed"])
+        if not rows:
+            return ""
+        return md_table(
+            ["Arm", "Comparison", "Reward delta [95% CI]", "Log-lik delta [95% CI]", "Normal / cond. / tie"],
+            [[r["arm"], f"{r['baseline']} - {r['condition']}", fmt_ci(r["reward_delta"], 3, signed=True),
+              fmt_ci(r["logprob_delta"], 3, signed=True),
+              f"{_f(r['baseline_better'], 2)} / {_f(r['condition_better'], 2)} / {_f(r['tie'], 2)}"]
+             for r in rows],
+            right=set(range(2, 5)))
