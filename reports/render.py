@@ -54,6 +54,7 @@ def figures(summary: dict) -> list[tuple[str, str]]:
         arms = list(dict.fromkeys(r["arm"] for r in cells))
         conds = list(dict.fromkeys(r["condition"] for r in cells))
         width = 0.8 / len(arms)
+        negative = any(r["estimate"] < 0 for r in cells)
         fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(conds) * max(1, len(arms) / 2), 3.2))
         for k, arm in enumerate(arms):
             xs, ys, lo, hi = [], [], [], []
@@ -65,10 +66,14 @@ def figures(summary: dict) -> list[tuple[str, str]]:
                 ys.append(r["estimate"])
                 lo.append(r["estimate"] - (r["ci_low"] if r["ci_low"] is not None else r["estimate"]))
                 hi.append((r["ci_high"] if r["ci_high"] is not None else r["estimate"]) - r["estimate"])
-            ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=arm)
+            if negative:  # log-likelihoods: points with CIs read better than bars hanging from 0
+                ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=arm)
+            else:
+                ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=arm)
         ax.set_xticks(range(len(conds)), conds)
         ax.set_ylabel(label)
-        ax.axhline(0, color="black", linewidth=0.6)
+        if not negative:
+            ax.axhline(0, color="black", linewidth=0.6)
         if len(arms) > 1:
             ax.legend(fontsize=8)
         ax.set_title(f"{label} per condition (95% CI)", fontsize=10)
@@ -110,9 +115,9 @@ def markdown_to_html(markdown: str) -> str:
         if table:
             head, body = table[0], [r for r in table[2:]]
             cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells(head)) + "</tr></thead>"
+            out.append("<div style='overflow-x:auto'><table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells(head)) + "</tr></thead>"
                        "<tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells(r)) + "</tr>"
-                                           for r in body) + "</tbody></table>")
+                                           for r in body) + "</tbody></table></div>")
             table.clear()
         if bullets:
             out.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in bullets) + "</ul>")

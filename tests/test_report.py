@@ -1,0 +1,96 @@
+"""harness report: combining runs, paired comparisons recomputed by hand, formats, HTML in a browser."""
+
+import json
+import shutil
+import subprocess
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from tests.helpers import write_chunks
+
+pytest.importorskip("torch")
+
+ARMS = '[arms.tiny-a]\nmodel = "random:tiny-qwen3"\noptions = { seed = 1 }\n' \
+       '[arms.tiny-b]\nmodel = "random:tiny-qwen3"\noptions = { seed = 2 }\n'
+
+
+def _run(tmp_path, arm, out, n=6):
+    (tmp_path / "arms.toml").write_text(ARMS)
+    data = write_chunks(tmp_path / "d.jsonl", n=8)
+    res = CliRunner().invoke(cli, ["run", "--arms-file", str(tmp_path / "arms.toml"), "--arm", arm, "--judge", "lexical",
+                                   "--judge-option", "threshold=0.05", "--data-file", str(data), "--limit", str(n),
+                                   "--samples", "2", "--thought-max-tokens", "6", "--suffix-max-tokens", "12",
+                                   "--intervention", "normal", "--intervention", "blank", "--quiet", "--out", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    return _run(tmp, "tiny-a", tmp / "a"), _run(tmp, "tiny-b", tmp / "b"), tmp
+
+
+def _item_means(path, metric):
+    acc = defaultdict(list)
+    for line in open(path / "samples.jsonl"):
+        r = json.loads(line)
+        if r[metric] is not None:
+            acc[(r["arm"], r["condition"], r["item_id"])].append(r[metric])
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def test_two_runs_pair_and_numbers_match_a_recomputation(two_runs):
+    a, b, _ = two_runs
+    res = CliRunner().invoke(cli, ["report", str(a), str(b), "--format", "json", "--baseline", "tiny-a"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    means = {**_item_means(a, "suffix_logprob"), **_item_means(b, "suffix_logprob")}
+    rows = [r for r in rep["comparisons"] if r["kind"] == "arms" and r["metric"] == "suffix_logprob"]
+    assert {r["condition"] for r in rows} == {"normal", "blank"}
+    for r in rows:
+        assert (r["arm_a"], r["arm_b"]) == ("tiny-b", "tiny-a") and r["n_shared"] == 6
+        items = sorted({k[2] for k in means})
+        diffs = [means[("tiny-b", r["condition"], i)] - means[("tiny-a", r["condition"], i)] for i in items]
+        assert r["delta"] == pytest.approx(np.mean(diffs), abs=1e-12)
+        assert r["ci_low"] <= r["delta"] <= r["ci_high"] and 0 < r["p_value"] <= 1 and r["p_holm"] >= r["p_value"]
+    for m in rep["metrics"]:
+        if m["metric"] == "suffix_logprob":
+            vals = [v for k, v in means.items() if k[:2] == (m["arm"], m["condition"])]
+            assert m["estimate"] == pytest.approx(np.mean(vals), abs=1e-12) and m["n_items"] == 6
+            assert m["ci_low"] < m["estimate"] < m["ci_high"]
+    md = CliRunner().invoke(cli, ["report", str(a), str(b)]).output
+    assert "Arm comparisons (baseline tiny-a)" in md and "tiny-b - tiny-a" in md
+
+
+def test_runs_with_different_items_are_refused(two_runs, tmp_path):
+    a, _, tmp = two_runs
+    other = _run(tmp, "tiny-b", tmp_path / "c", n=5)
+    res = CliRunner().invoke(cli, ["report", str(a), str(other)])
+    assert res.exit_code == 2 and "items differ" in res.output and str(other) in res.output
+    res = CliRunner().invoke(cli, ["report", str(a), "--baseline", "nope"])
+    assert res.exit_code == 2 and "tiny-a" in res.output
+
+
+def test_html_report_is_self_contained_and_renders(two_runs, tmp_path):
+    a, b, _ = two_runs
+    page = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", str(a), str(b), "--format", "html", "--out", str(page)])
+    assert res.exit_code == 0, res.output
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") >= 4 and "<table>" in text and "http" not in text.split("<body>")[1]
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (.ci/run installs it); the page was built but not rendered")
+    shot = tmp_path / "r.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", f"--screenshot={shot}",
+                    page.as_uri()], check=True, capture_output=True, timeout=120)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a blank page compresses to a few KB
