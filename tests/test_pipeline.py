@@ -108,3 +108,18 @@ def test_config_change_is_refused(tmp_path):
     res = CliRunner().invoke(cli, ["run", "--arm", "tiny-qwen3", "--judge", "lexical", "--data-file", str(data),
                                    "--samples", "2", "--out", str(out), "--intervention", "blank"])
     assert res.exit_code != 0 and "samples" in res.output
+
+
+def test_llm_judge_invalid_answers_are_recorded_not_counted(tmp_path):
+    # A random-init judge model cannot answer YES/NO: every verdict must be invalid, reward null.
+    data = write_chunks(tmp_path / "d.jsonl", n=2)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--arm", "tiny-qwen3", "--judge", "llm", "--judge-option", "arm=tiny-qwen3",
+                                   "--data-file", str(data), "--samples", "1", "--intervention", "blank", "--quiet",
+                                   "--suffix-max-tokens", "8", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    recs = _records(out)
+    assert recs and all(r["reward"] is None and r["judge_invalid"] and r["judge_raw"] is not None for r in recs)
+    summary = json.loads((out / "summary.json").read_text())
+    main = summary["main"][0]
+    assert main["invalid"]["estimate"] == 1.0 and main["reward"]["estimate"] is None
