@@ -116,8 +116,9 @@ def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
         raise BadInput(f"unknown arm {baseline!r}; arms in these runs: {', '.join(arms)}", param_hint="--baseline")
     manifest["report"] = {"baseline": baseline, "method": ci_method, "B": B, "clusters": clusters}
     if len(run_dirs) == 1 and (baseline, ci_method, B, clusters) == (None, "percentile", 10_000, "auto"):
-        render_report(RunStore(run_dirs[0]))
-    summary, markdown = build_report(records, manifest)
+        summary, markdown = render_report(RunStore(run_dirs[0]), records, manifest)  # refresh the run's own
+    else:
+        summary, markdown = build_report(records, manifest)
     if fmt == "md":
         text = markdown
     elif fmt == "json":

@@ -81,10 +81,11 @@ def register_report_sections(register):
     """Register report sections rendered into ``report.md`` and printed after a run.
 
     A section class has ``name``, ``description``, ``applies(manifest)`` and
-    ``render(records, manifest)`` returning Markdown text (or ``""`` to skip). It may also define
-    ``console(records, manifest)`` returning a compact table printed at the end of ``harness run``.
-    Sections render from records alone, so every number they show can be recomputed from
-    ``samples.jsonl``.
+    ``render(records, manifest, summary)`` returning Markdown text (or ``""`` to skip); ``summary``
+    is the eval's ``summarize(records, manifest)``, computed once per report, so a section shows
+    rows from it rather than recomputing them. It may also define ``console(records, manifest,
+    summary)`` returning a compact table printed at the end of ``harness run``. Everything comes
+    from records alone, so every number shown can be recomputed from ``samples.jsonl``.
     """
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from harness.seeding import derive_seed
 from harness.store import SAMPLES, THOUGHTS, RunStore
-from harness.types import Arm, GenRequest, Item, JudgePair, ScoreRequest, Thought
+from harness.types import Arm, GenRequest, Item, JudgePair, Thought
 
 
 @dataclass

@@ -6,17 +6,17 @@ from harness.plugins import registry
 from harness.store import RunStore
 
 
-def console_summary(store: RunStore) -> str:
+def _sections(manifest):
+    sections = (cls() for cls in registry("report_sections").classes.values())
+    return [s for s in sections if s.applies(manifest)]
+
+
+def console_summary(records: list[dict], manifest: dict, summary: dict) -> str:
     """What a run prints at its end: each applicable report section's compact ``console()`` text."""
-    manifest, records = store.manifest(), store.read()
-    parts = []
-    for cls in registry("report_sections").classes.values():
-        section = cls()
-        if records and hasattr(section, "console") and section.applies(manifest):
-            text = section.console(records, manifest)
-            if text:
-                parts.append(text)
-    return "\n\n".join(parts)
+    if not records:
+        return ""
+    texts = [s.console(records, manifest, summary) for s in _sections(manifest) if hasattr(s, "console")]
+    return "\n\n".join(t for t in texts if t)
 
 
 def _header(records, manifest) -> list[str]:
@@ -38,25 +38,28 @@ def _header(records, manifest) -> list[str]:
 
 
 def build_report(records: list[dict], manifest: dict) -> tuple[dict, str]:
-    """(summary, markdown) from records and a (possibly combined) manifest."""
+    """(summary, markdown) from records and a (possibly combined) manifest. The eval's
+    ``summarize`` computes every row once; the report sections render from it."""
     eval_cls = registry("evals").classes.get(manifest["config"]["eval"])
     summary = {"eval": manifest["config"]["eval"], "n_records": len(records)}
     if eval_cls is not None and hasattr(eval_cls, "summarize") and records:
         summary.update(eval_cls().summarize(records, manifest))
     lines = _header(records, manifest)
-    for cls in registry("report_sections").classes.values():
-        section = cls()
-        if section.applies(manifest) and records:
-            text = section.render(records, manifest)
-            if text:
-                lines += [text, ""]
+    for section in _sections(manifest) if records else []:
+        text = section.render(records, manifest, summary)
+        if text:
+            lines += [text, ""]
     return summary, "\n".join(lines)
 
 
-def render_report(store: RunStore) -> tuple[dict, str]:
+def load_run(store: RunStore) -> tuple[list[dict], dict]:
+    """A run's records and its manifest, as a report reads them."""
+    return store.read(), dict(store.manifest(), runs=[str(store.root)])
+
+
+def render_report(store: RunStore, records: list[dict], manifest: dict) -> tuple[dict, str]:
     """Write a run's ``summary.json`` and ``report.md``; return (summary, markdown)."""
-    manifest = dict(store.manifest(), runs=[str(store.root)])
-    summary, markdown = build_report(store.read(), manifest)
+    summary, markdown = build_report(records, manifest)
     store.write_json("summary.json", summary)
     store.write_text("report.md", markdown)
     return summary, markdown

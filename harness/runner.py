@@ -140,13 +140,15 @@ def execute(p: dict) -> None:
                         "generated_tok_per_s": round(tps, 1) if tps else None, "backends": resolved})
     store.update_manifest(invocations=invocations)
 
-    from harness.report import console_summary, render_report
+    from harness.report import console_summary, load_run, render_report
 
-    render_report(store)
+    records, manifest = load_run(store)
+    summary, _ = render_report(store, records, manifest)
     judge_cfg = ", ".join(f"{k}={v}" for k, v in config["judge"].items() if k != "name" and not isinstance(v, dict))
     click.echo(f"\n{eval_cls.name}: {len(items)} items x {config['samples']} samples; judge {config['judge']['name']}"
-               f"{f' ({judge_cfg})' if judge_cfg else ''}; 95% bootstrap CIs over items\n")
-    click.echo(console_summary(store))
+               f"{f' ({judge_cfg})' if judge_cfg else ''}; 95% bootstrap CIs over items "
+               f"(* = whole sources resampled)\n")
+    click.echo(console_summary(records, manifest, summary))
     rate = f", {tps:.0f} generated tok/s" if tps else ""
     click.echo(f"\n{s['new_records']} new records ({s['generated_tokens']} tokens generated{rate}) "
                f"in {time.time() - started:.0f}s")

@@ -13,6 +13,7 @@ import json
 
 import click
 
+from harness.report import load_run
 from harness.store import ITEMS, RunStore
 
 # Config keys that may differ between combined runs without breaking the pairing; shown in the report.
@@ -50,7 +51,8 @@ def load_runs(run_dirs) -> tuple[list[dict], dict]:
     manifests = [s.manifest() for s in stores]
     first, base = stores[0], manifests[0]
     if len(stores) == 1:
-        return first.read(), dict(base, runs=[str(first.root)], differences={})
+        records, manifest = load_run(first)
+        return records, dict(manifest, differences={})
     base_items = item_fingerprints(first)
     seen: dict[tuple, str] = {}
     records = []

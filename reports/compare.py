@@ -137,8 +137,3 @@ def condition_pairs(records, reference: str = "normal") -> list[tuple]:
     return [((arm, reference), (arm, c)) for arm in _ordered(r["arm"] for r in records)
             for c in _ordered(r["condition"] for r in records)
             if c != reference and (arm, reference) in have and (arm, c) in have]
-
-
-def proportion(k: int, n: int) -> dict:
-    """A plain proportion with its Wilson 95% interval."""
-    return ps.wilson(k, n)

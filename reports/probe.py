@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from reports.compare import (METRICS, arm_pairs, cell_rows, compare_cells, condition_pairs, proportion,
-                             report_options)
-
-
-def _ordered(values):
-    return list(dict.fromkeys(values))
+from reports.compare import METRICS, arm_pairs, cell_rows, compare_cells, condition_pairs, report_options
+from reports.paired_stats import wilson
 
 
 def _words(text) -> int:
@@ -28,10 +24,10 @@ def group_records(records):
     return groups
 
 
-def main_rows(records, opts: dict) -> list[dict]:
-    """Per arm x condition: reward, true-suffix log-likelihood and judge score with CIs (see
-    :mod:`reports.compare`), and the descriptive rates of the reference study's main table."""
-    cis = {(r["arm"], r["condition"], r["metric"]): r for r in cell_rows(records, opts)}
+def main_rows(records, metrics: list[dict]) -> list[dict]:
+    """Per arm x condition: reward, true-suffix log-likelihood and judge score with their CIs
+    (``metrics``: :func:`reports.compare.cell_rows`), and the reference study's descriptive rates."""
+    cis = {(r["arm"], r["condition"], r["metric"]): r for r in metrics}
     rows = []
     for (arm, cond), recs in group_records(records).items():
         per_item = defaultdict(list)
@@ -45,10 +41,10 @@ def main_rows(records, opts: dict) -> list[dict]:
             "arm": arm, "condition": cond,
             "n_items": len({r["item_id"] for r in recs}), "n_samples": len(recs),
             **{m: cis.get((arm, cond, m), empty) for m in METRICS},
-            "any_success": proportion(sum(max(v) == 1 for v in per_item.values()), len(per_item)),
+            "any_success": wilson(sum(max(v) == 1 for v in per_item.values()), len(per_item)),
             "avg_thought_words": sum(_words(r["thought"]) for r in recs) / len(recs),
             "avg_suffix_words": sum(_words(r["suffix"]) for r in recs) / len(recs),
-            "invalid": proportion(invalid, len(recs)),
+            "invalid": wilson(invalid, len(recs)),
             "closed_think_rate": (sum(closed) / len(closed)) if closed else None,
         })
     return rows
@@ -89,7 +85,8 @@ def arm_comparison_rows(records, opts: dict) -> list[dict]:
 
 
 def summarize(records, manifest) -> dict:
+    """Every table's rows, computed once: report sections render from this summary."""
     opts = report_options(manifest)
-    return {"main": main_rows(records, opts), "groups": group_rows(records),
-            "metrics": cell_rows(records, opts),
+    metrics = cell_rows(records, opts)
+    return {"main": main_rows(records, metrics), "groups": group_rows(records), "metrics": metrics,
             "comparisons": arm_comparison_rows(records, opts) + sensitivity_rows(records, opts)}

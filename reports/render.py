@@ -113,7 +113,7 @@ def markdown_to_html(markdown: str) -> str:
 
     def flush():
         if table:
-            head, body = table[0], [r for r in table[2:]]
+            head, body = table[0], table[2:]
             cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]
             out.append("<div style='overflow-x:auto'><table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells(head)) + "</tr></thead>"
                        "<tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells(r)) + "</tr>"

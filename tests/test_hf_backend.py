@@ -97,3 +97,15 @@ def test_fused_prefill_scoring_matches_score_and_leaves_sampling_unchanged(backe
         assert all(c.score_logprobs == pytest.approx(ref, abs=1e-4) for c in out)
         assert [c.token_ids for c in out] == [c.token_ids for c in plain_out]
     assert all(c.score_logprobs is None for out in plain for c in out)
+
+
+def test_logit_budget_splits_batches_without_changing_results(backend):
+    small = HFBackend(Arm(name="tiny", model="random:tiny-qwen3", device="cpu",
+                          options={"seed": 0, "prefill_logit_rows": 8}))
+    prompts = [backend.encode(t) for t in ("Sand.</think>", "Rivers carry sand.</think>", "Waves sort it.</think>")]
+    truths = [backend.encode(t) for t in (" It settles.", " Grains sort by size", " Slowly")]
+    reqs = [GenRequest(p, n=2, seeds=[7, 8], max_new_tokens=6, score_ids=t) for p, t in zip(prompts, truths)]
+    whole, split = backend.generate(reqs), small.generate(reqs)
+    for a, b in zip(whole, split):
+        assert [c.token_ids for c in a] == [c.token_ids for c in b]
+        assert a[0].score_logprobs == pytest.approx(b[0].score_logprobs, abs=1e-4)

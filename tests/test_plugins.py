@@ -81,5 +81,6 @@ def test_unknown_name_lists_valid_choices():
 def test_help_does_not_import_torch():
     import subprocess
 
-    code = "import sys, harness.cli as c; c._build(); assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, harness.cli as c; c._build(); assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'scipy' not in sys.modules, 'scipy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

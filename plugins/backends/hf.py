@@ -80,6 +80,7 @@ class HFBackend:
             from harness.modelspec import load_model
 
             self._model, self.tokenizer, self.device = load_model(self.arm)
+            self._cache_kw = _cache_arg(self._model)
         return self._model
 
     @property
@@ -121,24 +122,24 @@ class HFBackend:
         for idxs in groups.values():
             idxs.sort(key=lambda i: len(requests[i].prompt_ids))
             batch: list[int] = []
-            rows = 0
+            rows = longest = 0  # sample rows, and the longest score_ids, in the batch
             for i in idxs + [None]:
-                if i is not None and (not batch or (rows + requests[i].n <= self.batch_rows and self._logit_rows(
-                        [requests[j] for j in batch + [i]]) <= self.logit_rows)):
+                grow = max(longest, len(requests[i].score_ids or ())) if i is not None else 0
+                # the prefill holds (prompts x (longest score_ids + 1)) rows of vocabulary logits
+                if i is not None and (not batch or (rows + requests[i].n <= self.batch_rows
+                                                    and (len(batch) + 1) * (grow + 1) <= self.logit_rows)):
                     batch.append(i)
                     rows += requests[i].n
+                    longest = grow
                     continue
                 outs = self._generate_batch([requests[j] for j in batch])
                 for j, o in zip(batch, outs):
                     results[j] = o
                 if progress is not None:
                     progress(sum(requests[j].n for j in batch))
-                batch, rows = ([i], requests[i].n) if i is not None else ([], 0)
+                if i is not None:
+                    batch, rows, longest = [i], requests[i].n, len(requests[i].score_ids or ())
         return results
-
-    @staticmethod
-    def _logit_rows(reqs) -> int:
-        return len(reqs) * (1 + max(len(r.score_ids or ()) for r in reqs))
 
     def _generate_batch(self, reqs):
         import torch
@@ -165,18 +166,18 @@ class HFBackend:
         row_req = [b for b, r in enumerate(reqs) for _ in range(r.n)]
         row_seed = [s for r in reqs for s in r.seeds]
         with torch.no_grad():
-            cache_kw = _cache_arg(model)
+            cache_kw = self._cache_kw
             out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True,
                         logits_to_keep=extra + 1)
             cache = _out_cache(out)
             # out.logits[:, j] comes from position width - 1 + j: j = 0 predicts the first new
             # token, j >= 1 scores score_ids[j - 1].
-            scored = []
+            scored = [None] * len(reqs)
             for b, r in enumerate(reqs):
-                k = len(r.score_ids or ())
-                target = torch.tensor(list(r.score_ids or ()), device=dev, dtype=torch.long)
-                lp = out.logits[b, :k].float().log_softmax(-1).gather(-1, target[:, None])[:, 0]
-                scored.append(lp.tolist() if r.score_ids is not None else None)
+                if r.score_ids is not None:
+                    target = torch.tensor(r.score_ids, device=dev, dtype=torch.long)
+                    lp = out.logits[b, :len(r.score_ids)].float().log_softmax(-1)
+                    scored[b] = lp.gather(-1, target[:, None])[:, 0].tolist()
             if extra:
                 cache.crop(-extra)
             attn, pos = attn[:, :width], pos[:, :width]
