@@ -59,12 +59,27 @@ def looks_like_spec(value: str) -> bool:
     )
 
 
+def trained_settings(path: str) -> dict:
+    """Arm settings (think tags, prompt prefix, options) a checkpoint written by ``harness train``
+    inherited from its parent arm, read from its ``lineage.json``; {} for other paths."""
+    import json
+
+    lineage = Path(path).expanduser() / "lineage.json"
+    if not lineage.is_file():
+        return {}
+    try:
+        settings = json.loads(lineage.read_text()).get("arm_settings") or {}
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in settings.items() if k in _ARM_FIELDS - {"name", "model", "device", "dtype"}}
+
+
 def resolve_arm(value: str, arms: dict[str, Arm]) -> Arm:
     """Resolve ``--arm VALUE``: an arm name, else a model spec used with default settings."""
     if value in arms:
         return arms[value]
     if looks_like_spec(value):
-        return Arm(name=value, model=value)
+        return Arm(name=value, model=value, **trained_settings(value))
     raise BadInput(
         f"unknown arm {value!r}; valid: {', '.join(sorted(arms))} "
         "(or a Hub id, a local path, or a .gguf file)",

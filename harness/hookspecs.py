@@ -64,6 +64,11 @@ def register_judges(register):
     it returns one :class:`harness.types.Verdict` per pair. A verdict whose answer could not be
     parsed has ``reward=None`` and ``invalid=True``: it is never counted as 0 or 1.
     ``config()`` returns the resolved options recorded in the manifest.
+
+    A judge may also provide ``compare(comparisons)`` for pairwise preference (online DPO): one
+    :class:`harness.types.Verdict` per :class:`harness.types.Comparison`, whose ``score`` is the
+    first continuation's win share (1.0, 0.0, or 0.5 for a tie) and ``invalid=True`` when the
+    answer could not be parsed (the caller drops that pair and counts it).
     """
 
 

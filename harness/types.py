@@ -95,8 +95,19 @@ class JudgePair:
 
 
 @dataclass
+class Comparison:
+    """Two continuations of the same prefix for a pairwise judge (online DPO); the judge is told
+    which is shown first, and the caller randomises that order."""
+
+    prefix: str
+    first: str
+    second: str
+
+
+@dataclass
 class Verdict:
-    """``reward`` is 1, 0, or None when the judge's answer was invalid."""
+    """``reward`` is 1, 0, or None when the judge's answer was invalid. For a pairwise
+    comparison, ``score`` is the first continuation's win share: 1.0, 0.0, or 0.5 for a tie."""
 
     reward: int | None
     score: float | None = None

@@ -75,6 +75,14 @@ class HFBackend:
         # rows x positions of vocabulary logits one prefill may hold when it also scores
         self.logit_rows = int(arm.options.get("prefill_logit_rows", 4096))
 
+    @classmethod
+    def from_loaded(cls, arm, model, tokenizer, device):
+        """A backend over an already-loaded model (training samples from its live weights)."""
+        backend = cls(arm)
+        backend._model, backend.tokenizer, backend.device = model, tokenizer, device
+        backend._cache_kw = _cache_arg(model)
+        return backend
+
     def _load(self):
         if self._model is None:
             from harness.modelspec import load_model

@@ -6,8 +6,12 @@ completion is parsed. The completion's first non-empty line must be exactly ``YE
 (case and a trailing period ignored); anything else is recorded as invalid (reward null) and
 reported — never counted as a vote.
 
+``compare()`` (online DPO) shows the prefix and two continuations as A and B; the answer's first
+non-empty line must be exactly ``A`` or ``B``.
+
 Options: ``arm`` (an arm name or model spec; required), ``template`` (a file path; placeholders
-``{prefix}``, ``{reference}``, ``{predicted}``), ``max_tokens`` (default 8),
+``{prefix}``, ``{reference}``, ``{predicted}``), ``pair_template`` (placeholders ``{prefix}``,
+``{first}``, ``{second}``), ``max_tokens`` (default 8),
 ``include_prefix`` (default false).
 """
 
@@ -34,8 +38,23 @@ says essentially the same thing as the TRUE continuation.
 Answer with exactly one word, YES or NO.
 Answer:"""
 
+PAIR_TEMPLATE = """You compare two continuations of the same text. Decide which continuation is the \
+better next passage: coherent, fluent, on topic and consistent with the text.
+<<<TEXT>>>
+{prefix}
+<<<END TEXT>>>
+<<<CONTINUATION A>>>
+{first}
+<<<END CONTINUATION A>>>
+<<<CONTINUATION B>>>
+{second}
+<<<END CONTINUATION B>>>
+Answer with exactly one letter, A or B.
+Answer:"""
+
 _MARKER = re.compile(r"<<<|>>>")
 _VERDICT = re.compile(r"^\s*(yes|no)\s*\.?\s*$", re.IGNORECASE)
+_CHOICE = re.compile(r"^\s*(a|b)\s*\.?\s*$", re.IGNORECASE)
 
 
 @hookimpl
@@ -57,6 +76,15 @@ def parse_verdict(completion: str) -> int | None:
     return None
 
 
+def parse_choice(completion: str) -> float | None:
+    """1.0 when the first non-empty line is exactly A, 0.0 for B, None for anything else."""
+    for line in completion.splitlines():
+        if line.strip():
+            m = _CHOICE.match(line)
+            return None if m is None else float(m.group(1).lower() == "a")
+    return None
+
+
 class LLMJudge:
     name = "llm"
     description = "an arm judges predicted vs true suffix (YES/NO); invalid answers are recorded, not counted"
@@ -72,16 +100,21 @@ class LLMJudge:
         template = options.pop("template", None)
         self.template = Path(template).read_text() if template else TEMPLATE
         self.template_source = template or "builtin"
+        pair_template = options.pop("pair_template", None)
+        self.pair_template = Path(pair_template).read_text() if pair_template else PAIR_TEMPLATE
+        self.pair_template_source = pair_template or "builtin"
         self.max_tokens = int(options.pop("max_tokens", 8))
         self.include_prefix = str(options.pop("include_prefix", "false")).lower() in ("1", "true", "yes")
         if options:
             raise BadInput(
-                f"unknown llm judge options {sorted(options)}; valid: arm, template, max_tokens, include_prefix",
+                f"unknown llm judge options {sorted(options)}; valid: arm, template, pair_template, max_tokens, "
+                "include_prefix",
                 param_hint="--judge-option")
         self._backend = None
 
     def config(self) -> dict:
         return {"name": self.name, "arm": self.arm.to_json(), "template": self.template_source,
+                "pair_template": self.pair_template_source,
                 "max_tokens": self.max_tokens, "include_prefix": self.include_prefix}
 
     @property
@@ -97,15 +130,29 @@ class LLMJudge:
         return self.template.format(prefix_block=block, prefix=neutralise(pair.prefix),
                                     reference=neutralise(pair.reference), predicted=neutralise(pair.predicted))
 
+    def _complete(self, prompts: list[str]) -> list[str]:
+        requests = [GenRequest(self.backend.encode(p), n=1, seeds=[0], max_new_tokens=self.max_tokens,
+                               temperature=0.0) for p in prompts]
+        return [out[0].text for out in self.backend.generate(requests)]
+
     def judge(self, pairs):
         if not pairs:
             return []
-        requests = [GenRequest(self.backend.encode(self.prompt(p)), n=1, seeds=[0], max_new_tokens=self.max_tokens,
-                               temperature=0.0) for p in pairs]
-        outs = self.backend.generate(requests)
         verdicts = []
-        for out in outs:
-            raw = out[0].text
+        for raw in self._complete([self.prompt(p) for p in pairs]):
             reward = parse_verdict(raw)
             verdicts.append(Verdict(reward=reward, invalid=reward is None, raw=raw))
+        return verdicts
+
+    def compare(self, comparisons):
+        """Which of two continuations is better (A = ``first``); anything but A or B is invalid."""
+        if not comparisons:
+            return []
+        prompts = [self.pair_template.format(prefix=neutralise(c.prefix), first=neutralise(c.first),
+                                             second=neutralise(c.second)) for c in comparisons]
+        verdicts = []
+        for raw in self._complete(prompts):
+            score = parse_choice(raw)
+            verdicts.append(Verdict(reward=None if score is None else int(score), score=score,
+                                    invalid=score is None, raw=raw))
         return verdicts

@@ -1,0 +1,286 @@
+"""Interleaved-thinking SFT: next-token loss over the whole augmented text (thoughts included).
+
+Rows are ordinary text with ``<think>...</think>`` spans. Each row is tokenised segment by
+segment, the same way the probe builds its prompts (text ids, then open tag + thought + close
+tag ids, then text ids), so every token knows whether it belongs to a thought. The loss covers
+every token; the evals split the NLL by kind:
+
+- ``val_nll_raw``: the held-out rows with thoughts removed (the plain text, tokenised whole);
+- ``thought_nll`` / ``text_nll``: thought tokens (tags included) / text tokens of the augmented rows;
+- ``post_thought_nll``: the first ``post_thought_tokens`` text tokens after each thought;
+- ``repetition_4gram_rate``: repeated word 4-grams in sampled continuations of held-out prefixes;
+- ``tokens_seen``, ``throughput_tok_s`` (training tokens per second of training), ``peak_memory_gib``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+
+from harness.errors import BadInput
+from training.common import (Output, Policy, Setup, config_of, data_fingerprint, echo, log_line, mean,
+                             peak_memory_gib, repetition_rate, seeded)
+
+TEXT, THOUGHT = 0, 1
+
+
+@dataclass
+class SFTConfig:
+    """SFT settings."""
+
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training rows (used when --steps is 0)."})
+    steps: int = field(default=0, metadata={"help": "Optimiser steps (0: from --epochs)."})
+    batch_rows: int = field(default=8, metadata={"help": "Rows per optimiser step."})
+    micro_batch: int = field(default=4, metadata={"help": "Rows per forward/backward pass."})
+    max_tokens: int = field(default=1024, metadata={"help": "Rows are cut to this many tokens."})
+    lr: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    warmup_steps: int = field(default=10, metadata={"help": "Linear warmup steps, then constant."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    val_fraction: float = field(default=0.0625, metadata={"help": "Held-out share of rows (when rows have no 'split')."})
+    eval_every: int = field(default=50, metadata={"help": "Steps between evals (0: start and end only)."})
+    post_thought_tokens: int = field(default=16, metadata={"help": "Text tokens after each thought in post_thought_nll."})
+    rep_samples: int = field(default=8, metadata={"help": "Held-out prefixes sampled for the repetition rate (0: skip)."})
+    rep_tokens: int = field(default=128, metadata={"help": "Tokens sampled per repetition-rate continuation."})
+    text_column: str = field(default="text", metadata={"help": "Column with the interleaved text."})
+
+
+@dataclass
+class Row:
+    """One tokenised interleaved row: ids, a kind per token, post-thought flags, and the ids of
+    its plain text (thoughts removed)."""
+
+    id: str
+    ids: list[int]
+    kinds: list[int]
+    post: list[bool]
+    raw_ids: list[int]
+    raw_text: str
+
+
+def tokenize_row(row_id: str, text: str, policy: Policy, cfg: SFTConfig) -> Row:
+    from training.interleaved import parse_segments, strip_thoughts
+
+    arm = policy.arm
+    ids, kinds, post = [], [], []
+    after = 0
+    for kind, content in parse_segments(text, arm.think_open, arm.think_close):
+        if kind == "thought":
+            piece = policy.encode(arm.think_open) + policy.encode(content) + policy.encode(arm.think_close)
+            ids += piece
+            kinds += [THOUGHT] * len(piece)
+            post += [False] * len(piece)
+            after = cfg.post_thought_tokens
+        else:
+            piece = policy.encode(content)
+            ids += piece
+            kinds += [TEXT] * len(piece)
+            post += [i < after for i in range(len(piece))]
+            after = max(0, after - len(piece))
+    raw = strip_thoughts(text, arm.think_open, arm.think_close)
+    raw = " ".join(raw.split())
+    n = cfg.max_tokens
+    return Row(row_id, ids[:n], kinds[:n], post[:n], policy.encode(raw)[:n], raw)
+
+
+def split_rows(rows: list[dict], frac: float) -> tuple[list[dict], list[dict]]:
+    """Rows with a ``split`` column go by it (validation/val/test held out); otherwise the
+    ``ceil(frac * n)`` rows whose id hashes lowest are held out (independent of row order)."""
+    if any("split" in r for r in rows):
+        held = [r for r in rows if str(r.get("split", "train")).lower() in ("validation", "val", "test", "eval")]
+        return [r for r in rows if r not in held], held
+    if frac <= 0 or len(rows) < 2:
+        return rows, []
+    k = min(len(rows) - 1, max(1, math.ceil(frac * len(rows))))
+    order = sorted(rows, key=lambda r: hashlib.sha256(str(r["_id"]).encode()).hexdigest())
+    held_ids = {r["_id"] for r in order[:k]}
+    return [r for r in rows if r["_id"] not in held_ids], [r for r in rows if r["_id"] in held_ids]
+
+
+def load_rows(setup: Setup, cfg: SFTConfig, policy: Policy):
+    """Read and check the interleaved rows; malformed rows stop training, naming file and line."""
+    from tasks.loading import read_rows
+    from training.common import sample_data
+    from training.interleaved import check_row
+
+    rows = read_rows(sample_data("interleaved") if setup.data == "sample" else setup.data)
+    bad = []
+    for n, r in enumerate(rows):
+        r["_id"] = str(r.get("id") or f"row{n:05d}")
+        res = check_row(r, text_column=cfg.text_column, open_tag=policy.arm.think_open,
+                        close_tag=policy.arm.think_close)
+        if not res["ok"]:
+            bad.append(f"{r['_source']}:{r['_line']}: {'; '.join(res['problems'])}")
+    if bad:
+        raise BadInput(f"{len(bad)} malformed interleaved rows (run `harness data validate` for the audit):\n  "
+                       + "\n  ".join(bad[:10]), param_hint="--data")
+    return rows
+
+
+def kind_nll(model, rows: list[Row], pad_id, device, micro_batch: int) -> dict:
+    """Token-mean NLLs on held-out rows: augmented (all / thought / text / post-thought) and raw."""
+    import torch
+
+    sums = dict(all=0.0, thought=0.0, text=0.0, post=0.0, raw=0.0)
+    counts = dict(sums)
+    for field_ids, key in (("ids", None), ("raw_ids", "raw")):
+        for k in range(0, len(rows), micro_batch):
+            part = rows[k:k + micro_batch]
+            seqs = [getattr(r, field_ids) for r in part]
+            ids, mask = _pad(seqs, pad_id)
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+            nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
+            for b, r in enumerate(part):
+                n = len(seqs[b]) - 1
+                if n <= 0:
+                    continue
+                tok = nll[b, :n]
+                if key == "raw":
+                    sums["raw"] += float(tok.sum())
+                    counts["raw"] += n
+                    continue
+                kinds = torch.tensor(r.kinds[1:n + 1])
+                post = torch.tensor(r.post[1:n + 1])
+                for name, sel in (("all", torch.ones(n, dtype=torch.bool)), ("thought", kinds == THOUGHT),
+                                  ("text", kinds == TEXT), ("post", post)):
+                    sums[name] += float(tok[sel].sum())
+                    counts[name] += int(sel.sum())
+    out = {k: (sums[k] / counts[k] if counts[k] else None) for k in sums}
+    return {"val_nll": out["all"], "thought_nll": out["thought"], "text_nll": out["text"],
+            "post_thought_nll": out["post"], "val_nll_raw": out["raw"]}
+
+
+def _pad(seqs, pad_id):
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[b, :len(s)] = 1
+    return ids, mask
+
+
+def repetition(policy: Policy, rows: list[Row], cfg: SFTConfig, seed: int, step: int) -> float | None:
+    """Mean repeated-4-gram rate of continuations sampled from the first half of held-out rows."""
+    from harness.types import GenRequest
+
+    rows = [r for r in rows if len(r.raw_ids) >= 4][:cfg.rep_samples]
+    if not rows or cfg.rep_samples <= 0:
+        return None
+    reqs = [GenRequest(r.raw_ids[:len(r.raw_ids) // 2], n=1, seeds=[seeded(seed, "sft-rep", r.id)],
+                       max_new_tokens=cfg.rep_tokens, temperature=1.0, top_p=0.95) for r in rows]
+    outs = policy.backend().generate(reqs)
+    return mean([repetition_rate(o[0].text) for o in outs])
+
+
+def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
+    """Run SFT; returns the finished :class:`Output`."""
+    import random
+
+    import torch
+
+    config = dict(config_of(setup, cfg), stage="sft")
+    out = Output(setup.out, "sft", config)
+    if out.finished:
+        return out
+    policy = Policy(setup, arms_file)
+    raw_rows = load_rows(setup, cfg, policy)
+    train_raw, val_raw = split_rows(raw_rows, cfg.val_fraction)
+    if not train_raw:
+        raise BadInput("no training rows left after holding out the validation rows", param_hint="--data")
+    train_rows = [tokenize_row(r["_id"], r[cfg.text_column], policy, cfg) for r in train_raw]
+    val_rows = [tokenize_row(r["_id"], r[cfg.text_column], policy, cfg) for r in val_raw]
+    steps = cfg.steps or max(1, math.ceil(len(train_rows) * cfg.epochs / cfg.batch_rows))
+    opt = policy.optimizer(cfg.lr, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                              if cfg.warmup_steps else 1.0)
+    pad = policy.tokenizer.pad_token_id
+    metrics = {"stage": "sft", "rows": {"train": len(train_rows), "validation": len(val_rows)}, "steps": [], "evals": []}
+    start, tokens_seen, train_s = 0, 0, 0.0
+    state = out.load_state()
+    if state is not None:
+        policy.unwrapped().load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, metrics = state["step"], state["metrics"]
+        tokens_seen = metrics["steps"][-1]["tokens_seen"] if metrics["steps"] else 0
+        train_s = sum(s["step_s"] for s in metrics["steps"])
+        for _ in range(start):
+            sched.step()
+        echo(policy, f"resuming sft at step {start}/{steps} from {out.root}")
+
+    def evaluate(step):
+        policy.model.eval()
+        row = {"step": step, **kind_nll(policy.unwrapped(), val_rows, pad, policy.device, cfg.micro_batch)} \
+            if val_rows else {"step": step}
+        row["repetition_4gram_rate"] = repetition(policy, val_rows, cfg, setup.seed, step)
+        policy.model.train()
+        row.update(tokens_seen=tokens_seen, throughput_tok_s=tokens_seen / train_s if train_s else None,
+                   peak_memory_gib=peak_memory_gib(policy.device))
+        metrics["evals"].append(row)
+        echo(policy, "eval " + log_line(step, steps, row, ["val_nll_raw", "thought_nll", "text_nll",
+                                                           "post_thought_nll", "repetition_4gram_rate"])[5:])
+
+    if start == 0 and not metrics["evals"]:
+        evaluate(0)
+    rank, world = policy.accelerator.process_index, policy.accelerator.num_processes
+    order_cache: dict[int, list[int]] = {}
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        picks = []
+        for k in range(step * cfg.batch_rows, (step + 1) * cfg.batch_rows):
+            epoch, pos = divmod(k, len(train_rows))
+            if epoch not in order_cache:
+                order_cache[epoch] = list(range(len(train_rows)))
+                random.Random(seeded(setup.seed, "sft-order", epoch)).shuffle(order_cache[epoch])
+            picks.append(train_rows[order_cache[epoch][pos]])
+        mine = picks[rank::world]
+        n_tokens = sum(max(0, len(r.ids) - 1) for r in picks)
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for k in range(0, len(mine), cfg.micro_batch):
+            part = mine[k:k + cfg.micro_batch]
+            ids, mask = _pad([r.ids for r in part], pad)
+            labels = ids.masked_fill(mask == 0, -100)
+            ids, mask, labels = ids.to(policy.device), mask.to(policy.device), labels.to(policy.device)
+            with policy.accelerator.autocast():
+                logits = policy.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            tok_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                         ignore_index=-100, reduction="sum")
+            policy.accelerator.backward(tok_loss / max(1, n_tokens // world))
+            loss_sum += tok_loss.item()
+        grad_norm = float(policy.accelerator.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm))
+        if not math.isfinite(grad_norm) or not math.isfinite(loss_sum):
+            raise RuntimeError(f"non-finite loss or gradient at sft step {step + 1}")
+        opt.step()
+        sched.step()
+        dt = time.perf_counter() - t0
+        train_s += dt
+        tokens_seen += n_tokens
+        row = {"step": step + 1, "loss": loss_sum / max(1, sum(max(0, len(r.ids) - 1) for r in mine)),
+               "grad_norm": grad_norm, "lr": sched.get_last_lr()[0], "tokens": n_tokens, "tokens_seen": tokens_seen,
+               "step_s": dt, "throughput_tok_s": n_tokens / dt}
+        metrics["steps"].append(row)
+        if setup.log_every and (step + 1) % setup.log_every == 0:
+            echo(policy, log_line(step + 1, steps, row, ["loss", "grad_norm", "throughput_tok_s", "step_s"]))
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < steps:
+            evaluate(step + 1)
+        if setup.save_every and (step + 1) % setup.save_every == 0 and step + 1 < steps:
+            out.save_state(policy, opt, step + 1, metrics)
+    evaluate(steps)
+    first, last = metrics["evals"][0], metrics["evals"][-1]
+    metrics["summary"] = {"steps": steps, "tokens_seen": tokens_seen,
+                          "throughput_tok_s": tokens_seen / train_s if train_s else None,
+                          "mean_step_s": mean([s["step_s"] for s in metrics["steps"]]),
+                          "peak_memory_gib": peak_memory_gib(policy.device), "device": str(policy.device),
+                          **{f"{k}_start": first.get(k) for k in ("val_nll_raw", "thought_nll", "text_nll",
+                                                                  "post_thought_nll", "repetition_4gram_rate")},
+                          **{f"{k}_end": last.get(k) for k in ("val_nll_raw", "thought_nll", "text_nll",
+                                                               "post_thought_nll", "repetition_4gram_rate")}}
+    out.finish(policy, metrics, dict(data_fingerprint(setup.data, "interleaved"),
+                                     train_rows=len(train_rows), validation_rows=len(val_rows)))
+    return out
