@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "plugins.judges.embedding",
     "plugins.judges.lexical",
     "plugins.judges.llm",
+    "plugins.judges.keyword",
     "plugins.reports.probe_tables",
     "plugins.reports.reasoning_tables",
     "tasks.chunks",
@@ -37,6 +38,8 @@ DEFAULT_PLUGINS = (
     "tasks.gpqa_diamond",
     "tasks.olympiadbench",
     "tasks.lm_eval_bridge",
+    "training.data_cli",
+    "training.cli",
 )
 
 KINDS = ("evals", "interventions", "backends", "judges", "tasks", "report_sections")

@@ -145,6 +145,27 @@ class Policy:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def sync_if(self, last: bool):
+        """Context for one backward pass: gradients are all-reduced only on a process's ``last``
+        pass of a step, so processes with different numbers of micro-batches stay in step."""
+        import contextlib
+
+        return contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
+
+    def idle_backward(self) -> None:
+        """A zero-loss backward for a process with nothing to learn from this step (every
+        process must join each step's gradient all-reduce)."""
+        self.accelerator.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
+
+    def gather(self, items: list) -> list:
+        """Every process's ``items`` concatenated (the list itself in a single process), so step
+        metrics cover the whole batch under ``accelerate launch``."""
+        if self.accelerator.num_processes == 1:
+            return items
+        from accelerate.utils import gather_object
+
+        return gather_object(items)
+
 
 def load_judge(name: str, options: dict, arms_file=None, need: str = "judge"):
     """A judge plugin by name; ``need="compare"`` requires pairwise comparison support."""

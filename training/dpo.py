@@ -176,18 +176,22 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
             rollout_chosen.append(int(c != 0))
             pairs.append((e.prefix_ids, cands[c], cands[r]))
         t_judge = time.perf_counter() - t0 - t_gen
-        row = {"step": step + 1, "prefixes": len(batch), "skipped_prefixes": skipped, "pairs": len(pairs),
+        counts = [sum(x) for x in zip(*policy.gather([(len(batch), skipped, len(pairs), n_compared, n_invalid,
+                                                        gen_tokens)]))]
+        n_prefixes, n_skipped, n_pairs, n_compared, n_invalid, gen_tokens = counts
+        row = {"step": step + 1, "prefixes": n_prefixes, "skipped_prefixes": n_skipped, "pairs": n_pairs,
                "judge_comparisons": n_compared, "judge_invalid": n_invalid,
                "invalid_rate": n_invalid / n_compared if n_compared else None,
-               "rollout_chosen_rate": mean(rollout_chosen), "generated_tokens": gen_tokens}
+               "rollout_chosen_rate": mean(policy.gather(rollout_chosen)), "generated_tokens": gen_tokens}
         opt.zero_grad(set_to_none=True)
+        losses, margins, lr_c, lr_r = [], [], [], []
         if pairs:
             seqs = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
             with torch.no_grad():
                 ref = summed_logprobs(reference, seqs, pad, policy.device, False, cfg.micro_batch)
-            losses, margins, lr_c, lr_r = [], [], [], []
-            for k in range(0, len(pairs), max(1, cfg.micro_batch // 2)):
-                part = list(range(k, min(len(pairs), k + max(1, cfg.micro_batch // 2))))
+            per = max(1, cfg.micro_batch // 2)
+            for k in range(0, len(pairs), per):
+                part = list(range(k, min(len(pairs), k + per)))
                 sub = [seqs[i] for i in part] + [seqs[len(pairs) + i] for i in part]
                 with policy.accelerator.autocast():
                     pol = summed_logprobs(policy.model, sub, pad, policy.device, True, cfg.micro_batch)
@@ -195,16 +199,21 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
                 rc = torch.stack([ref[i] for i in part]).to(pc.device)
                 rr = torch.stack([ref[len(pairs) + i] for i in part]).to(pc.device)
                 loss, margin = dpo_loss(pc, pr, rc, rr, cfg.beta)
-                policy.accelerator.backward(loss.sum() / len(pairs))
+                with policy.sync_if(last=k + per >= len(pairs)):
+                    policy.accelerator.backward(loss.sum() / len(pairs))
                 losses += loss.tolist()
                 margins += margin.tolist()
                 lr_c += (pc - rc).tolist()
                 lr_r += (pr - rr).tolist()
+        elif n_pairs:
+            policy.idle_backward()  # other processes learn this step; join their all-reduce
+        if n_pairs:  # no step at all when no process has a pair (Adam's momentum would still move)
             grad_norm = policy.accelerator.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
             opt.step()
-            row.update(loss=mean(losses), dpo_margin=mean(margins), chosen_logratio=mean(lr_c),
-                       rejected_logratio=mean(lr_r), grad_norm=float(grad_norm),
-                       preference_accuracy=mean([float(m > 0) for m in margins]))
+            margins = policy.gather(margins)
+            row.update(loss=mean(policy.gather(losses)), dpo_margin=mean(margins),
+                       chosen_logratio=mean(policy.gather(lr_c)), rejected_logratio=mean(policy.gather(lr_r)),
+                       grad_norm=float(grad_norm), preference_accuracy=mean([float(m > 0) for m in margins]))
         row.update(step_s=time.perf_counter() - t0, generate_s=t_gen, judge_s=t_judge)
         metrics["steps"].append(row)
         if not all(math.isfinite(v) for v in (row.get("loss", 0.0), row.get("grad_norm", 0.0))):

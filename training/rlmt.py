@@ -171,13 +171,18 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
                 total = total + loss
                 losses.append(loss.item())
                 kls.append(kl / max(1.0, float(mask.sum())))
-            policy.accelerator.backward(total / len(rollouts))
+            with policy.sync_if(last=k + cfg.micro_batch >= len(rollouts)):
+                policy.accelerator.backward(total / len(rollouts))
         grad_norm = float(policy.accelerator.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm))
         if not math.isfinite(grad_norm):
             raise RuntimeError(f"non-finite gradient at rlmt step {step + 1}")
         opt.step()
-        row = step_row(step + 1, groups, rollouts, losses, kls, grad_norm, metrics["steps"])
-        row.update(step_s=time.perf_counter() - t0, generate_s=t_gen, judge_s=t_judge)
+        all_groups = policy.gather(groups)
+        everyone = [r for g in all_groups for r in g]
+        row = step_row(step + 1, all_groups, everyone, policy.gather(losses), policy.gather(kls), grad_norm,
+                       metrics["steps"])
+        row.update(step_s=time.perf_counter() - t0, generate_s=t_gen, judge_s=t_judge,
+                   generated_tokens=sum(len(r.thought_ids) + len(r.suffix_ids) for r in everyone))
         metrics["steps"].append(row)
         if setup.log_every and (step + 1) % setup.log_every == 0:
             echo(policy, log_line(step + 1, cfg.steps, row, ["reward_mean", "mixed_groups", "invalid_rate", "kl",

@@ -251,8 +251,11 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
                 logits = policy.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             tok_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                                          ignore_index=-100, reduction="sum")
-            policy.accelerator.backward(tok_loss / max(1, n_tokens // world))
+            with policy.sync_if(last=k + cfg.micro_batch >= len(mine)):
+                policy.accelerator.backward(tok_loss / max(1, n_tokens // world))
             loss_sum += tok_loss.item()
+        if not mine:
+            policy.idle_backward()
         grad_norm = float(policy.accelerator.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm))
         if not math.isfinite(grad_norm) or not math.isfinite(loss_sum):
             raise RuntimeError(f"non-finite loss or gradient at sft step {step + 1}")
