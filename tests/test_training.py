@@ -226,3 +226,59 @@ def test_sft_token_kinds(tmp_path):
     assert kinds == "...." + "T" * len("<think>hi</think>") + "......."
     assert [i for i, p in enumerate(row.post) if p] == [4 + 17, 4 + 17 + 1, 4 + 17 + 2]
     assert policy.tokenizer.decode(row.raw_ids) == "Ab. Cdefg."
+
+
+def test_cli_chain_base_dpo_sft_rlmt_then_probe(tmp_path):
+    """Base -> DPO -> SFT -> RLMT through `harness train`; each output loads as an arm, and the
+    thought probe runs on the last one."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    run = CliRunner().invoke
+    common = ["--device", "cpu", "--log-every", "0"]
+    judge = ["--judge", "keyword", "--judge-option", "words=e", "--judge-option", "match=substring"]
+    dpo_dir, sft_dir, rlmt_dir = (str(tmp_path / n) for n in ("dpo", "dpo-sft", "dpo-sft-rlmt"))
+    r = run(cli, ["train", "dpo", "--arm", TINY, "--out", dpo_dir, "--steps", "2", "--rollouts", "3",
+                  "--suffix-tokens", "12", "--prefix-tokens", "64", *judge, *common])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["train", "sft", "--arm", dpo_dir, "--out", sft_dir, "--steps", "2", "--batch-rows", "2",
+                  "--max-tokens", "256", "--rep-samples", "1", "--rep-tokens", "8", *common])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["train", "rlmt", "--arm", sft_dir, "--out", rlmt_dir, "--steps", "2", "--samples", "3",
+                  "--thought-tokens", "6", "--suffix-tokens", "12", "--prefix-tokens", "64", *judge, *common])
+    assert r.exit_code == 0, r.output
+    assert f"lineage: {TINY} -> dpo -> sft -> rlmt" in r.output
+    lineage = json.loads((tmp_path / "dpo-sft-rlmt" / "lineage.json").read_text())
+    assert lineage["stage"] == "rlmt" and lineage["parent"]["model"] == sft_dir
+    assert lineage["parent"]["lineage"]["parent"]["lineage"]["stage"] == "dpo"
+    assert len(lineage["data"]["sha256"]) == 64 and lineage["config"]["kl_coef"] == 0.02
+    for d, keys in ((dpo_dir, ["rollout_chosen_rate", "dpo_margin", "chosen_logratio", "rejected_logratio",
+                               "invalid_rate"]),
+                    (sft_dir, []), (rlmt_dir, ["reward_mean", "mixed_groups", "artifact_rate"])):
+        m = json.loads((tmp_path / d / "metrics.json").read_text())
+        assert m["complete"] is True and m["summary"]["steps"] == 2
+        for k in keys:
+            assert k in m["steps"][-1]
+    sft_eval = json.loads((tmp_path / "dpo-sft" / "metrics.json").read_text())["evals"][-1]
+    assert {"val_nll_raw", "thought_nll", "text_nll", "post_thought_nll"} <= set(sft_eval)
+    out = tmp_path / "probe"
+    r = run(cli, ["run", "--plugin", "thought_probe", "--arm", dpo_dir, "--arm", rlmt_dir, "--judge", "lexical",
+                  "--limit", "2", "--samples", "2", "--suffix-max-tokens", "8", "--thought-max-tokens", "4",
+                  "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {rec["arm"] for rec in records} == {dpo_dir, rlmt_dir} and len(records) == 2 * 4 * 2 * 2
+
+
+def test_llm_judge_compare_counts_invalid_answers(tmp_path):
+    from harness.types import Comparison
+    from plugins.judges.llm import LLMJudge, parse_choice
+
+    assert parse_choice("A") == 1.0 and parse_choice(" b.\nbecause") == 0.0
+    assert parse_choice("A or B") is None and parse_choice("") is None
+    judge = LLMJudge({"arm": TINY, "max_tokens": "3"})
+    verdicts = judge.compare([Comparison("p", "one", "two"), Comparison("p", "two", "one")])
+    assert len(verdicts) == 2
+    for v in verdicts:  # a random-init model's answer is gibberish: invalid, never a vote
+        assert (v.invalid and v.score is None) or v.score in (0.0, 1.0)
