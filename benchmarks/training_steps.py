@@ -7,7 +7,8 @@ Each stage runs ``--steps`` optimiser steps into a temporary directory with its 
 (DPO: 4 prefixes x 16 rollouts x 128 tokens, all 136 pairs per prefix judged; SFT: 8 rows of up
 to 1024 tokens; RLMT: 2 prefixes x 16 samples of 48 thought + 128 suffix tokens) and the
 stage's metrics give the time per step, split into generation, judging and the update. The
-first step is reported apart (it includes warm-up). ``--judge`` picks RLMT's judge and
+first step is reported apart (it includes warm-up). Each stage runs in its own process, so the
+peak memory (accelerator memory, or the process's peak resident set on CPU) is its own. ``--judge`` picks RLMT's judge and
 ``--pair-judge`` DPO's (``keyword`` keeps the judge's cost out of the figures).
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,12 +65,21 @@ def main():
     ap.add_argument("--judge", default="embedding", help="RLMT judge (embedding, keyword, ...)")
     ap.add_argument("--pair-judge", default="keyword", help="DPO pairwise judge (keyword or llm)")
     ap.add_argument("--pair-judge-option", action="append", default=[], help="KEY=VALUE for the DPO judge")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one stage in this process
     args = ap.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("RESULT " + json.dumps(run_stage(args.one, args, Path(tmp) / args.one)), flush=True)
+        return
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for stage in args.stages.split(","):
-            rows.append(run_stage(stage, args, Path(tmp) / stage))
-            print(json.dumps(rows[-1]), flush=True)
+    for stage in args.stages.split(","):  # one process per stage: its own peak memory
+        cmd = [sys.executable, __file__, "--one", stage] + [a for a in sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not found:
+            sys.exit(f"{stage} failed:\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(found[-1][7:]))
+        print(json.dumps(rows[-1]), flush=True)
     print(f"\narm {args.arm}, {args.steps} steps per stage (mean over steps after the first)\n")
     print("| stage | device | first step s | step s | generate s | judge s | peak GiB | other |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")

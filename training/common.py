@@ -271,7 +271,8 @@ class Output:
                 return
             raise BadInput(f"{self.root} already holds a finished {old.get('stage')} checkpoint with another config; "
                            "use another --out", param_hint="--out")
-        if self.root.exists() and any(self.root.iterdir()) and not (self.root / STATE_DIR).exists():
+        ours = (self.root / STATE_DIR).exists() or (self.root / METRICS).exists()
+        if self.root.exists() and any(self.root.iterdir()) and not ours:
             raise BadInput(f"{self.root} exists and is not a training output; use another --out", param_hint="--out")
         self.finished = False
 
