@@ -50,7 +50,12 @@ def register_backends(register):
     sample order, each sampled with its own seed), and ``score(requests)`` returning per-token
     log-probabilities of each :class:`harness.types.ScoreRequest` continuation under teacher
     forcing. It may provide ``chat_prompt(messages)``: the messages in the model's chat template,
-    up to the assistant's turn (evals that offer a chat prompt need it).
+    up to the assistant's turn (evals that offer a chat prompt need it), and ``info()``: a dict
+    recorded per run in the manifest, whose ``notes`` (a list of strings, e.g. a caveat about how
+    prompts reach a server) the report prints. A backend that talks to servers sets
+    ``takes_url = True``: ``harness run --backend-url URL`` (repeatable) then puts the URLs in each
+    arm's ``options["urls"]``; requests carry ``affinity`` (the item id) so one item's requests can
+    go to one server, and completions may report ``cached_tokens``.
     """
 
 

@@ -165,7 +165,8 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
     requests = [GenRequest(list(k[1]), n=len(groups[k]),
                            seeds=[actx.seed(i.id, cond, s, "suffix") for i, s in groups[k]],
                            max_new_tokens=cfg["suffix_max_tokens"], temperature=cfg["temperature"],
-                           top_p=cfg["top_p"], score_ids=true_ids[groups[k][0][0].id]) for k in keys]
+                           top_p=cfg["top_p"], score_ids=true_ids[groups[k][0][0].id],
+                           affinity=groups[k][0][0].id) for k in keys]
     outs = actx.generate(requests, desc=f"{arm.name} {cond}: suffixes")
     scores = [out[0].score_logprobs for out in outs]
     flat = [(k, (item, s), comp, lp) for k, out, lp in zip(keys, outs, scores)
@@ -183,7 +184,7 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
             "suffix": comp.text, "suffix_tokens": len(comp.token_ids), "finish_reason": comp.finish_reason,
             "reward": v.reward, "judge_score": v.score, "judge_invalid": bool(v.invalid), "judge_raw": v.raw,
             "suffix_logprob": (sum(lp) / len(lp)) if lp else None, "true_suffix_tokens": len(lp),
-            "seed": actx.seed(item.id, cond, s, "suffix"),
+            "seed": actx.seed(item.id, cond, s, "suffix"), "cached_tokens": comp.cached_tokens,
         })
     rows.sort(key=lambda r: (r["item_id"], r["sample"]))
     return rows

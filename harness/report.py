@@ -42,6 +42,17 @@ def _header(records, manifest) -> list[str]:
         if key in cfg]
     lines += [f"- Sampling: temperature {cfg['temperature']}, top_p {cfg['top_p']}, " + ", ".join(limits),
               f"- Records: {len(records)}"]
+    throughput = [f"{inv['generated_tok_per_s']:.0f}" for inv in manifest.get("invocations", [])
+                  if inv.get("generated_tok_per_s")]
+    if throughput:
+        lines.append(f"- Generated tokens/s per invocation: {', '.join(throughput)}")
+    notes = {}
+    for inv in manifest.get("invocations", []):
+        for arm, info in (inv.get("backends") or {}).items():
+            for note in info.get("notes", []):
+                notes.setdefault(note, []).append(arm)
+    for note, arms in notes.items():
+        lines.append(f"- Backend note ({', '.join(dict.fromkeys(arms))}): {note}")
     for key, values in (manifest.get("differences") or {}).items():
         lines.append(f"- Differs between runs: {key} = " + "; ".join(f"{v} ({run})" for run, v in values.items()))
     return lines + [""]

@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def _versions() -> dict:
 def _public(options: dict) -> dict:
     """Options without values whose keys look like secrets (those come from the environment)."""
     return {k: ("<redacted>" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in options.items()}
+
+
+def _arm_config(arm) -> dict:
+    """The arm as recorded in the run's config: server URLs are left out (where a model is
+    served does not change the run, so a resume may use other servers; invocations record them)."""
+    d = arm.to_json()
+    d["options"] = {k: v for k, v in d["options"].items() if k not in ("urls", "url")}
+    return d
 
 
 # Generation settings an eval may take; it takes those its ``defaults`` name.
@@ -107,8 +116,14 @@ def execute(p: dict) -> None:
     arms = []
     for name in p["arm_names"]:
         arm = resolve_arm(name, arms_table)
-        registry("backends").get(arm.backend, "backend")
-        resolve_path(arm)  # missing model path: fails naming the arm and the path
+        backend_cls = registry("backends").get(arm.backend, "backend")
+        if p.get("backend_urls"):
+            if not getattr(backend_cls, "takes_url", False):
+                raise BadInput(f"arm {arm.name!r} uses backend {arm.backend!r}, which takes no server URL",
+                               param_hint="--backend-url")
+            arm = replace(arm, options={**arm.options, "urls": list(p["backend_urls"])})
+        # the backend's own check of the arm (server backends), else: the model path must exist
+        (getattr(backend_cls, "check", None) or resolve_path)(arm)
         if arm.name in {a.name for a in arms}:
             raise BadInput(f"arm {arm.name!r} given twice", param_hint="--arm")
         arms.append(arm)
@@ -139,7 +154,7 @@ def execute(p: dict) -> None:
 
     config = {
         "eval": eval_cls.name,
-        "arms": [a.to_json() for a in arms],
+        "arms": [_arm_config(a) for a in arms],
         "interventions": interventions,
         "tasks": task_configs,
         "judge": judge.config() if judge is not None else None,

@@ -44,7 +44,9 @@ class GenRequest:
     one of ``stop_strings`` (the returned ids then end before the token where it starts).
     When ``score_ids`` is given, every completion also carries ``score_logprobs``: the
     teacher-forced log-probs of ``score_ids`` right after the prompt (a backend may compute them
-    in the same prefill, as the ``hf`` backend does, or by a separate scoring call)."""
+    in the same prefill, as the ``hf`` backend does, or by a separate scoring call).
+    ``affinity`` (the item id) lets a backend with several servers send every request of one item
+    to the same server, so a later stage finds the earlier one in its prefix cache."""
 
     prompt_ids: list[int]
     n: int
@@ -54,18 +56,21 @@ class GenRequest:
     top_p: float = 1.0
     stop_strings: tuple[str, ...] = ()
     score_ids: list[int] | None = None
+    affinity: str | None = None
 
 
 @dataclass
 class Completion:
     """One sampled continuation: token ids as sampled, their text, and why it ended
     (``"stop"`` for a stop string, ``"eos"``, or ``"length"``); ``score_logprobs`` answers the
-    request's ``score_ids`` (None when it had none)."""
+    request's ``score_ids`` (None when it had none). ``cached_tokens`` is how many prompt tokens
+    a server found in its prefix cache (None when the backend does not say)."""
 
     token_ids: list[int]
     text: str
     finish_reason: str
     score_logprobs: list[float] | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass

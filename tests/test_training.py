@@ -282,3 +282,33 @@ def test_llm_judge_compare_counts_invalid_answers(tmp_path):
     assert len(verdicts) == 2
     for v in verdicts:  # a random-init model's answer is gibberish: invalid, never a vote
         assert (v.invalid and v.score is None) or v.score in (0.0, 1.0)
+
+
+def test_killed_sft_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from helpers import write_interleaved
+    from safetensors.torch import load_file
+
+    from training import sft
+    from training.common import Output
+
+    data = str(write_interleaved(tmp_path / "inter.jsonl", n=10))
+    cfg = sft.SFTConfig(steps=4, batch_rows=3, lr=1e-3, warmup_steps=3, eval_every=0, rep_samples=0)
+    whole = sft.train(setup(tmp_path, "whole", data=data, save_every=2), cfg)
+    real = Output.save_state
+
+    def save_then_die(self, *a, **k):
+        real(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Output, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(setup(tmp_path, "cut", data=data, save_every=2), cfg)
+    monkeypatch.setattr(Output, "save_state", real)
+    cut = sft.train(setup(tmp_path, "cut", data=data, save_every=2), cfg)
+    a = json.loads((whole.root / "metrics.json").read_text())
+    b = json.loads((cut.root / "metrics.json").read_text())
+    assert [s["loss"] for s in a["steps"]] == pytest.approx([s["loss"] for s in b["steps"]])
+    assert [s["lr"] for s in a["steps"]] == [s["lr"] for s in b["steps"]]
+    assert a["summary"]["tokens_seen"] == b["summary"]["tokens_seen"]
+    wa, wb = load_file(whole.root / "model.safetensors"), load_file(cut.root / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -291,6 +291,16 @@ class Output:
                            f"{', '.join(diff)}); use another --out or the same settings", param_hint="--out")
         return state
 
+    def resume(self, policy: Policy, optimizer, total_steps: int) -> tuple[int, dict | None]:
+        """Load the last resume point into the policy and optimiser: (step, metrics), or (0, None)."""
+        state = self.load_state()
+        if state is None:
+            return 0, None
+        policy.unwrapped().load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        echo(policy, f"resuming {self.stage} at step {state['step']}/{total_steps} from {self.root}")
+        return state["step"], state["metrics"]
+
     def save_state(self, policy: Policy, optimizer, step: int, metrics: dict) -> None:
         """Write the resume point atomically (main process only)."""
         import torch

@@ -128,13 +128,8 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
     opt = policy.optimizer(cfg.lr)
     pad = policy.tokenizer.pad_token_id
     metrics = {"stage": "dpo", "steps": [], "evals": []}
-    start = 0
-    state = out.load_state()
-    if state is not None:
-        policy.unwrapped().load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, metrics = state["step"], state["metrics"]
-        echo(policy, f"resuming dpo at step {start}/{cfg.steps} from {out.root}")
+    start, saved = out.resume(policy, opt, cfg.steps)
+    metrics = saved or metrics
 
     def evaluate(step):
         policy.model.eval()

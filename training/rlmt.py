@@ -129,13 +129,8 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
     open_ids, close_ids = policy.encode(arm.think_open), policy.encode(arm.think_close)
     norm = float(cfg.thought_tokens + cfg.suffix_tokens)
     metrics = {"stage": "rlmt", "steps": []}
-    start = 0
-    state = out.load_state()
-    if state is not None:
-        policy.unwrapped().load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, metrics = state["step"], state["metrics"]
-        echo(policy, f"resuming rlmt at step {start}/{cfg.steps} from {out.root}")
+    start, saved = out.resume(policy, opt, cfg.steps)
+    metrics = saved or metrics
     backend = policy.backend()
     rank, world = policy.accelerator.process_index, policy.accelerator.num_processes
     from training.logprobs import continuation_logprobs

@@ -201,17 +201,12 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
                                               if cfg.warmup_steps else 1.0)
     pad = policy.tokenizer.pad_token_id
     metrics = {"stage": "sft", "rows": {"train": len(train_rows), "validation": len(val_rows)}, "steps": [], "evals": []}
-    start, tokens_seen, train_s = 0, 0, 0.0
-    state = out.load_state()
-    if state is not None:
-        policy.unwrapped().load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, metrics = state["step"], state["metrics"]
-        tokens_seen = metrics["steps"][-1]["tokens_seen"] if metrics["steps"] else 0
-        train_s = sum(s["step_s"] for s in metrics["steps"])
-        for _ in range(start):
-            sched.step()
-        echo(policy, f"resuming sft at step {start}/{steps} from {out.root}")
+    start, saved = out.resume(policy, opt, steps)
+    metrics = saved or metrics
+    tokens_seen = metrics["steps"][-1]["tokens_seen"] if metrics["steps"] else 0
+    train_s = sum(s["step_s"] for s in metrics["steps"])
+    for _ in range(start):
+        sched.step()
 
     def evaluate(step):
         policy.model.eval()

@@ -146,7 +146,7 @@ class Reasoning:
             ids, stops = build_prompt(actx.backend, arm, item, style)
             requests.append(GenRequest(ids, n=len(todo), seeds=[actx.seed(item.id, "reasoning", s) for s in todo],
                                        max_new_tokens=cfg["max_new_tokens"], temperature=cfg["temperature"],
-                                       top_p=cfg["top_p"], stop_strings=stops))
+                                       top_p=cfg["top_p"], stop_strings=stops, affinity=item.id))
             owners.append((item, todo, len(ids)))
         outs = actx.generate(requests, desc=f"{arm.name}: solutions")
         rows = []
@@ -158,7 +158,7 @@ class Reasoning:
                     "cluster": item.cluster, "grader": item.meta["grader"], "answer": item.meta["answer"],
                     "prompt_style": style, "prompt_tokens": n_prompt, "completion": c.text,
                     "completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason,
-                    "seed": actx.seed(item.id, "reasoning", s),
+                    "seed": actx.seed(item.id, "reasoning", s), "cached_tokens": c.cached_tokens,
                 })
         return rows
 

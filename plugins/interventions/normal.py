@@ -20,7 +20,8 @@ class NormalThought:
         requests = [GenRequest(ctx.prompt_ids(item), n=samples,
                                seeds=[ctx.seed(item.id, self.name, s, "thought") for s in range(samples)],
                                max_new_tokens=cfg["thought_max_tokens"], temperature=cfg["temperature"],
-                               top_p=cfg["top_p"], stop_strings=(stop,) if stop else ())
+                               top_p=cfg["top_p"], stop_strings=(stop,) if stop else (),
+                               affinity=item.id)
                     for item in items]
         outs = ctx.generate(requests, desc=f"{ctx.arm.name} normal: thoughts")
         return {item.id: [Thought(c.token_ids, c.text, closed=c.finish_reason == "stop") for c in out]
