@@ -157,3 +157,29 @@ def load_model(arm: Arm):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok, device
+
+
+def load_tokenizer(arm: Arm, spec: str | None = None):
+    """Only the tokenizer of ``spec`` (default: the arm's model): an HF directory, a Hub id, a
+    ``.gguf`` file (read from the GGUF itself, no de-quantising), ``package:`` or ``random:``.
+    Server backends use it to send token ids and to count tokens locally."""
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    target = replace(arm, model=spec or arm.model)
+    kind, where = resolve_path(target)
+    try:
+        if kind == "random":
+            tok = byte_tokenizer()
+        elif kind == "gguf":
+            tok = AutoTokenizer.from_pretrained(os.path.dirname(where), gguf_file=os.path.basename(where))
+        else:
+            tok = AutoTokenizer.from_pretrained(where, trust_remote_code=bool(arm.trust_remote_code))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelSpecError(f"arm {arm.name!r}: could not load the tokenizer {target.model}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
