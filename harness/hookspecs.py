@@ -55,7 +55,9 @@ def register_backends(register):
     prompts reach a server) the report prints. A backend that talks to servers sets
     ``takes_url = True``: ``harness run --backend-url URL`` (repeatable) then puts the URLs in each
     arm's ``options["urls"]``; requests carry ``affinity`` (the item id) so one item's requests can
-    go to one server, and completions may report ``cached_tokens``.
+    go to one server, and completions may report ``cached_tokens``. A backend holding a process
+    or a server may define ``close()``; the run calls it before the next arm's backend starts and
+    at the end, after taking the final ``info()``.
     """
 
 

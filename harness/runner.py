@@ -179,9 +179,19 @@ def execute(p: dict) -> None:
 
     backends, resolved = {}, {}
 
+    def release() -> None:
+        """Record each open backend's final info() (device, dtype, server counters), then close it
+        (a launched server stops) before the next arm's backend starts."""
+        for name, b in list(backends.items()):
+            if hasattr(b, "info"):
+                resolved[name] = b.info()
+            if hasattr(b, "close"):
+                b.close()
+        backends.clear()
+
     def make_backend(arm):
         if arm.name not in backends:
-            backends.clear()  # one arm's model in memory at a time
+            release()  # one arm's model (or server) at a time
             backends[arm.name] = registry("backends").get(arm.backend)(arm)
             if hasattr(backends[arm.name], "info"):  # device, dtype, model class as actually loaded
                 resolved[arm.name] = backends[arm.name].info()
@@ -197,6 +207,8 @@ def execute(p: dict) -> None:
         if not resuming and not store.read(SAMPLES) and not store.read(THOUGHTS):
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        release()
     s = ctx.stats
     tps = s["generated_tokens"] / s["generation_s"] if s["generation_s"] else None
     invocations = store.manifest().get("invocations", [])

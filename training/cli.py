@@ -40,12 +40,12 @@ def _kv(values) -> dict:
 
 
 def _done(out, stage: str) -> None:
-    from training.common import METRICS, lineage_chain
+    from training.common import METRICS, fmt, lineage_chain
 
     summary = json.loads((out.root / METRICS).read_text()).get("summary", {})
     click.echo(f"\n{stage} finished: {out.root}  (lineage: {' -> '.join(lineage_chain(str(out.root)))})")
     for k, v in summary.items():
-        click.echo(f"  {k:<28} {v:.4g}" if isinstance(v, float) else f"  {k:<28} {v}")
+        click.echo(f"  {k:<28} {fmt(v)}")
     click.echo(f"use it as an arm: harness run --arm {out.root} ...")
 
 

@@ -371,8 +371,15 @@ def log_line(step: int, total: int, row: dict, keys: list[str]) -> str:
         v = row.get(k)
         if v is None:
             continue
-        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+        parts.append(f"{k} {fmt(v)}")
     return "  ".join(parts)
+
+
+def fmt(v) -> str:
+    """Floats to 4 significant digits, large ones as whole numbers."""
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 
 def config_of(*parts) -> dict:
