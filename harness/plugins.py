@@ -26,6 +26,8 @@ DEFAULT_PLUGINS = (
     "plugins.interventions.generic",
     "plugins.interventions.swapped",
     "plugins.backends.hf",
+    "plugins.backends.sglang",
+    "plugins.backends.openai",
     "plugins.judges.embedding",
     "plugins.judges.lexical",
     "plugins.judges.llm",

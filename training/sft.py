@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from harness.errors import BadInput
@@ -205,8 +206,10 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
     metrics = saved or metrics
     tokens_seen = metrics["steps"][-1]["tokens_seen"] if metrics["steps"] else 0
     train_s = sum(s["step_s"] for s in metrics["steps"])
-    for _ in range(start):
-        sched.step()
+    with warnings.catch_warnings():  # fast-forward on resume: no optimiser step is due before these
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            sched.step()
 
     def evaluate(step):
         policy.model.eval()

@@ -12,7 +12,10 @@ non-empty line must be exactly ``A`` or ``B``.
 Options: ``arm`` (an arm name or model spec; required), ``template`` (a file path; placeholders
 ``{prefix}``, ``{reference}``, ``{predicted}``), ``pair_template`` (placeholders ``{prefix}``,
 ``{first}``, ``{second}``), ``max_tokens`` (default 8),
-``include_prefix`` (default false).
+``include_prefix`` (default false), ``chat`` (default false: the prompt goes to the judge arm as
+plain text, a completion; true: it is wrapped as one user message in the arm's chat template,
+through its backend's ``chat_prompt``). The judge arm may use any backend, a server (``openai``)
+included; its server URLs are not part of the recorded config.
 """
 
 from __future__ import annotations
@@ -97,6 +100,16 @@ class LLMJudge:
         if arm is None:
             raise BadInput("the llm judge needs --judge-option arm=NAME", param_hint="--judge-option")
         self.arm = resolve_arm(arm, arms or {})
+        from harness.plugins import registry
+
+        check = getattr(registry("backends").get(self.arm.backend, "--judge-option arm"), "check", None)
+        if check is not None:  # a server backend's arm without a URL fails here, not after generation
+            try:
+                check(self.arm)
+            except BadInput as exc:
+                raise BadInput(f"judge arm {self.arm.name!r}: {exc.message} (--backend-url applies to the run's "
+                               "arms only: give the judge's arm its own url option in the arms file)",
+                               param_hint="--judge-option arm") from exc
         template = options.pop("template", None)
         self.template = Path(template).read_text() if template else TEMPLATE
         self.template_source = template or "builtin"
@@ -105,17 +118,23 @@ class LLMJudge:
         self.pair_template_source = pair_template or "builtin"
         self.max_tokens = int(options.pop("max_tokens", 8))
         self.include_prefix = str(options.pop("include_prefix", "false")).lower() in ("1", "true", "yes")
+        self.chat = str(options.pop("chat", "false")).lower() in ("1", "true", "yes")
         if options:
             raise BadInput(
                 f"unknown llm judge options {sorted(options)}; valid: arm, template, pair_template, max_tokens, "
-                "include_prefix",
+                "include_prefix, chat",
                 param_hint="--judge-option")
         self._backend = None
 
     def config(self) -> dict:
-        return {"name": self.name, "arm": self.arm.to_json(), "template": self.template_source,
-                "pair_template": self.pair_template_source,
-                "max_tokens": self.max_tokens, "include_prefix": self.include_prefix}
+        arm = self.arm.to_json()  # where a judge model is served does not change the run (as for run arms)
+        arm["options"] = {k: v for k, v in arm["options"].items() if k not in ("urls", "url")}
+        cfg = {"name": self.name, "arm": arm, "template": self.template_source,
+               "pair_template": self.pair_template_source,
+               "max_tokens": self.max_tokens, "include_prefix": self.include_prefix}
+        if self.chat:  # recorded only when on, so configs (and run directories) from before stay the same
+            cfg["chat"] = True
+        return cfg
 
     @property
     def backend(self):
@@ -131,6 +150,8 @@ class LLMJudge:
                                     reference=neutralise(pair.reference), predicted=neutralise(pair.predicted))
 
     def _complete(self, prompts: list[str]) -> list[str]:
+        if self.chat:
+            prompts = [self.backend.chat_prompt([{"role": "user", "content": p}]) for p in prompts]
         requests = [GenRequest(self.backend.encode(p), n=1, seeds=[0], max_new_tokens=self.max_tokens,
                                temperature=0.0) for p in prompts]
         return [out[0].text for out in self.backend.generate(requests)]
