@@ -8,7 +8,6 @@ from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
-import click
 
 from harness.errors import BadInput
 

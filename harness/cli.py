@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import click
 
@@ -78,13 +77,15 @@ def cli():
 @click.option("--top-p", type=click.FloatRange(0, 1), help="Nucleus sampling mass (default: the eval's, 0.95).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Max completion tokens (reasoning; default: the eval's, 512).")
 @click.option("--option", "options", multiple=True, help="Eval/intervention option KEY=VALUE (repeatable).")
+@click.option("--backend", "backend_name",
+              help="Backend for every --arm, overriding the arm's own (harness list backends), e.g. openai.")
 @click.option("--backend-url", "backend_urls", multiple=True,
               help="Server URL for arms on a server backend (repeatable: items are sharded over the servers).")
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/<eval>-<config hash>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(eval_name, arm_names, arms_file, interventions, task_names, task_option, data_file, judge_name, judge_option,
         samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, max_new_tokens, options,
-        backend_urls, out, quiet):
+        backend_name, backend_urls, out, quiet):
     """Run an eval on one or more arms; rerunning resumes and skips finished records."""
     from harness.runner import execute
 
@@ -94,7 +95,7 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
         data_file=data_file, judge_name=judge_name, judge_options=_kv(judge_option, "--judge-option"),
         samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
         suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        options=_kv(options, "--option"), backend_urls=backend_urls, out=out, quiet=quiet, argv=sys.argv))
+        options=_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out, quiet=quiet, argv=sys.argv))
 
 
 @cli.command(name="list")

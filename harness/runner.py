@@ -7,7 +7,6 @@ happens before the run directory is created, so a run that fails validation leav
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import shutil
 import subprocess
@@ -116,7 +115,9 @@ def execute(p: dict) -> None:
     arms = []
     for name in p["arm_names"]:
         arm = resolve_arm(name, arms_table)
-        backend_cls = registry("backends").get(arm.backend, "backend")
+        if p.get("backend_name"):
+            arm = replace(arm, backend=p["backend_name"])
+        backend_cls = registry("backends").get(arm.backend, "--backend" if p.get("backend_name") else "backend")
         if p.get("backend_urls"):
             if not getattr(backend_cls, "takes_url", False):
                 raise BadInput(f"arm {arm.name!r} uses backend {arm.backend!r}, which takes no server URL",

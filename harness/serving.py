@@ -2,15 +2,16 @@
 retries with backoff, failover when a server dies, and launching a server in its own process
 group. Standard library only (urllib, threads), so ``harness --help`` stays light.
 
-Affinity: a request's ``affinity`` key (the item id) picks its server by a stable hash over the
-configured URLs, so stage 2 of an item goes to the server that holds stage 1 in its prefix
-cache. When that server is dead the key is re-hashed over the live ones.
+Affinity: a request's ``affinity`` key (the item id) is placed on a server the first time the pool
+sees it (round robin over the live servers, in the order the backend submits requests, so a run's
+items split evenly whatever their ids) and stays there, so stage 2 of an item goes to the server
+that holds stage 1 in its prefix cache. When that server dies its keys are placed again on the
+live ones.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import http.client
 import json
 import os
@@ -22,7 +23,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import click
 
@@ -65,15 +65,11 @@ def get_ok(url: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def _hash(key: str) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-
-
 class ServerPool:
     """Base URLs serving the same model. ``post(path, payload, affinity)`` retries a server with
     exponential backoff (``retries`` times) on retryable errors; a server that keeps failing is
-    marked dead, said so once, and its requests go to the live servers. ``map`` runs requests
-    with at most ``concurrency`` in flight per server."""
+    marked dead, said so once, and its requests go to the live servers. At most ``concurrency``
+    requests are in flight per server (callers post from their own threads)."""
 
     def __init__(self, urls: list[str], *, concurrency: int = 8, retries: int = 4, timeout: float = 120.0,
                  backoff: float = 0.5, max_backoff: float = 8.0, headers: dict | None = None, log=None):
@@ -88,18 +84,31 @@ class ServerPool:
         self.stats = {"requests": 0, "retries": 0, "dead_servers": []}
         self._lock = threading.Lock()
         self._slots = [threading.Semaphore(concurrency) for _ in self.urls]
+        self._placed: dict[str, int] = {}
+        self._next = 0
 
     def server_for(self, affinity: str | None) -> int:
-        """The live server for ``affinity``: its hash over every URL, re-hashed over the live ones
-        when that server is dead (None: any live server, chosen at random)."""
+        """The live server for ``affinity``: where the key was placed, else (a new key, or its server
+        died) the next live server in round-robin order (None: any live server, chosen at random)."""
         live = [i for i, ok in enumerate(self.alive) if ok]
         if not live:
             raise ServerError(f"every server is dead ({', '.join(self.urls)}); finished records are kept, "
                               "rerun the same command to resume")
         if affinity is None:
             return random.choice(live)
-        first = _hash(affinity) % len(self.urls)
-        return first if self.alive[first] else live[_hash(affinity + "#") % len(live)]
+        with self._lock:
+            i = self._placed.get(affinity)
+            if i is None or not self.alive[i]:
+                i = self._placed[affinity] = live[self._next % len(live)]
+                self._next += 1
+        return i
+
+    def place(self, affinities) -> None:
+        """Place new keys in this order (call before submitting requests from threads, so that the
+        split over servers does not depend on thread timing)."""
+        for key in affinities:
+            if key is not None:
+                self.server_for(key)
 
     def _mark_dead(self, i: int, why: str) -> None:
         with self._lock:
@@ -133,21 +142,6 @@ class ServerPool:
                         time.sleep(delay * (0.5 + random.random() / 2))
             if last is not None:
                 self._mark_dead(i, last)
-
-    def map(self, jobs: list[tuple[str, dict, str | None]], progress=None) -> list[dict]:
-        """``post`` every ``(path, payload, affinity)`` job concurrently; replies in job order."""
-        if not jobs:
-            return []
-        workers = max(1, min(len(jobs), self.concurrency * len(self.urls)))
-
-        def one(job):
-            reply = self.post(*job)
-            if progress is not None:
-                progress(1)
-            return reply
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, jobs))
 
 
 class LaunchedServer:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from harness.errors import BadInput
 from harness.modelspec import byte_tokenizer
-from harness.serving import ServerError, _hash
+from harness.serving import ServerError
 from harness.types import Arm, GenRequest, JudgePair, ScoreRequest
 from plugins.backends.openai import (NOTE_ECHO_TEXT, NOTE_FINISH, NOTE_GRAMMAR, NOTE_IDS, NOTE_TEXT, SEED_MODULUS,
                                      OpenAIBackend)
@@ -343,7 +343,8 @@ def test_two_servers_affinity_and_failover_lose_nothing(servers):
 
     out = be.generate(reqs)
     on_a, on_b = served(a), served(b)
-    assert on_a and on_b and not on_a & on_b and on_a | on_b == set(items)  # sharded, one server per item
+    assert not on_a & on_b and on_a | on_b == set(items)  # sharded, one server per item
+    assert on_a == set(items[0::2]) and on_b == set(items[1::2])  # placed round robin in request order
     # b starts refusing mid-run (after 3 more answers): its items move to a, nothing is lost
     answered = [0]
     b.handler = lambda body: (answered.__setitem__(0, answered[0] + 1) or
@@ -530,8 +531,8 @@ def test_server_killed_mid_run_the_other_finishes_no_record_lost(llama, tmp_path
     monkeypatch.setattr(OpenAIBackend, "generate", generate)
     arms = _arms_file(tmp_path / "arms.toml", survivor, retries=2)
     out = tmp_path / "run"
-    # the victim in the place that item c0 hashes to, so it holds items (c0, c1, c2; c3 is the survivor's)
-    urls = [victim_url, survivor] if _hash("c0") % 2 == 0 else [survivor, victim_url]
+    # items are placed round robin in order: the victim (first URL) holds c0 and c2, the survivor c1 and c3
+    urls = [victim_url, survivor]
     args = _probe_args(tmp_path, arms, urls, out, ["--judge", "lexical"])
     try:
         res = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -547,3 +548,26 @@ def test_server_killed_mid_run_the_other_finishes_no_record_lost(llama, tmp_path
     assert f"server {victim_url} is not answering" in res.output
     # where the kill landed (timing): 2 = during stage 2's requests (the usual case), 0 = between calls
     print(f"victim killed during generate call {killed_in_call[0]} (0: between calls); retries {info['retries']}")
+
+
+def test_backend_flag_puts_any_arm_on_a_server(servers, tmp_path):
+    from harness.cli import cli
+    from tests.helpers import write_chunks
+
+    fake = servers(vllm_like)
+    data = write_chunks(tmp_path / "d.jsonl", n=3, words=20)
+    base = ["run", "--plugin", "reward_gate", "--arm", "random:tiny-qwen3", "--data-file", str(data),
+            "--samples", "2", "--suffix-max-tokens", "4", "--thought-max-tokens", "4", "--judge", "lexical", "--quiet"]
+    res = CliRunner().invoke(cli, base + ["--backend", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown backend 'nope'" in res.output and "openai" in res.output
+    res = CliRunner().invoke(cli, base + ["--backend", "openai", "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "--backend-url" in res.output  # a server backend needs its URL
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, base + ["--backend", "openai", "--backend-url", fake.url, "--out", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    [arm] = manifest["config"]["arms"]
+    assert arm["backend"] == "openai" and fake.url not in json.dumps(manifest["config"])
+    assert manifest["invocations"][0]["backends"]["random:tiny-qwen3"]["servers"] == [fake.url]
+    assert len(_records(out)) == 3 * 2 and len(fake.generations()) == 3 * 2 * 2  # thought + suffix per sample

@@ -463,6 +463,7 @@ class OpenAIBackend:
                 progress(1)
             return reply
 
+        self.pool.place(job[2] for job in jobs)
         workers = max(1, min(len(jobs), self.pool.concurrency * len(self.pool.urls)))
         ex = ThreadPoolExecutor(max_workers=workers)
         try:

@@ -376,6 +376,7 @@ class SGLangBackend:
                 progress(1)
             return reply
 
+        pool.place(affinity for _, affinity, _ in jobs)
         workers = max(1, min(len(jobs), pool.concurrency * len(pool.urls)))
         ex = ThreadPoolExecutor(max_workers=workers)
         try:

