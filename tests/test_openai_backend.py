@@ -235,6 +235,20 @@ def test_text_mode_echo_scoring_by_character_offsets(servers):
     assert info["score_method"] == "echo" and NOTE_ECHO_TEXT in info["notes"]
 
 
+def test_text_mode_echo_without_offsets_is_a_clear_error(servers):
+    def sglang_like_offsets(body):  # SGLang's OpenAI endpoint sends text_offset -1
+        status, reply = llama_like(body, aligned=True)
+        if body.get("echo"):
+            lp = reply["choices"][0]["logprobs"]
+            lp["text_offset"] = [-1] * len(lp["text_offset"])
+        return status, reply
+
+    fake = servers(sglang_like_offsets)
+    b = backend([fake.url], score_method="echo")
+    with pytest.raises(ServerError, match="no usable text_offset .*prompt_mode"):
+        b.score([ScoreRequest(b.encode("Hello"), b.encode(" world"))])
+
+
 def test_a_server_that_cannot_score_is_a_clear_error(servers):
     # prompt log-probs neither by echo (none returned) nor by grammar (ignored: it generates greedily,
     # which for the greedy tokens looks like forcing; the unlikely forced text shows it is not)

@@ -37,6 +37,7 @@ class FakeSGLang:
         self.eos_id = eos_id
         self.deterministic = deterministic
         self.model_path = model_path
+        self.preferred = None       # what /get_model_info reports as preferred_sampling_params
         self.healthy_at = time.monotonic() + unhealthy_for
         self.received: list[tuple[str, dict]] = []
         self.health_log: list[int] = []
@@ -133,7 +134,7 @@ class FakeSGLang:
                     self._send(code, {} if code == 200 else {"error": "loading"})
                 elif self.path == "/get_model_info":
                     self._send(200, {"model_path": fake.model_path, "tokenizer_path": fake.model_path,
-                                     "is_generation": True, "preferred_sampling_params": None})
+                                     "is_generation": True, "preferred_sampling_params": fake.preferred})
                 elif self.path == "/get_server_info":
                     self._send(200, {"model_path": fake.model_path, "version": "fake-0",
                                      "enable_deterministic_inference": fake.deterministic})
@@ -405,8 +406,23 @@ def test_info_reports_servers_and_determinism(fakes):
     info = _backend([fake.url]).info()
     assert info["backend"] == "sglang" and info["launched"] is False and info["deterministic"] is False
     assert info["servers"] == [{"url": fake.url, "model_path": "fake/model", "deterministic": False,
-                                "version": "fake-0"}]
+                                "version": "fake-0", "preferred_sampling_params": None}]
     assert any("sampling_seed is ignored" in n for n in info["notes"])
+    assert not any("preferred-sampling-params" in n for n in info["notes"])
+    # a server started with --preferred-sampling-params: recorded, and noted
+    fake.preferred = {"regex": "[a-z]+", "temperature": 0.6}
+    info = _backend([fake.url]).info()
+    assert info["servers"][0]["preferred_sampling_params"] == fake.preferred
+    assert any(fake.url in n and "preferred-sampling-params" in n for n in info["notes"])
+
+
+def test_nan_stop_is_an_error(fakes):
+    fake = fakes()
+    b = _backend([fake.url])
+    fake.reply_fn = lambda body: {"text": "", "output_ids": [7], "meta_info": {
+        "finish_reason": {"type": "stop", "matched": "NaN happened"}}}
+    with pytest.raises(ServerError, match="logits held NaN"):
+        b.generate([GenRequest([5, 6], n=1, seeds=[1], max_new_tokens=4, stop_strings=("</think>",))])
 
 
 @pytest.mark.parametrize("options, message", [

@@ -20,6 +20,34 @@ def setup(tmp_path, name, **kw):
 
 
 # -- unit checks --------------------------------------------------------------------------
+def test_shared_context_logprobs_equal_separate_rows_values_and_gradients():
+    from harness.modelspec import load_model
+    from harness.types import Arm
+    from training.logprobs import continuation_logprobs
+
+    model, tok, dev = load_model(Arm(name="t", model=TINY))
+    model.train()  # dropout is 0 in the preset; train mode as in the training loops
+    ctx_a, ctx_b = list(range(40, 70)), list(range(80, 95))
+    pairs = [(ctx_a, [5, 6, 7, 8]), (ctx_a, [9, 10]), (ctx_b, [11, 12, 13]), (ctx_a, []), (ctx_a, [14, 15, 16]),
+             (ctx_b, [17])]
+    weights = [0.5, -1.0, 2.0, 0.0, 1.5, -0.3]
+
+    def run(share):
+        model.zero_grad(set_to_none=True)
+        lps = continuation_logprobs(model, pairs, tok.pad_token_id, dev, grad=True, share_context=share,
+                                    max_batch_tokens=2 * 34)  # chunks of two rows
+        sum(w * lp.sum() for w, lp in zip(weights, lps)).backward()
+        return [lp.detach() for lp in lps], {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    sep, sep_grad = run(False)
+    shared, shared_grad = run(True)
+    assert [len(x) for x in shared] == [4, 2, 3, 0, 3, 1]
+    for a, b in zip(sep, shared):
+        assert torch.allclose(a, b, atol=1e-5)
+    for name, g in sep_grad.items():
+        assert torch.allclose(g, shared_grad[name], atol=1e-6, rtol=1e-4), name
+
+
 def test_dpo_loss_matches_hand_computation():
     pc, pr = torch.tensor([-10.0, -4.0]), torch.tensor([-12.0, -3.0])
     rc, rr = torch.tensor([-11.0, -4.5]), torch.tensor([-11.5, -2.0])

@@ -95,7 +95,7 @@ def judge_candidates(judge, ex: Example, texts: list[str], repeats: int, seed: i
 def summed_logprobs(model, pairs, pad_id, device, grad: bool, micro_batch: int):
     from training.logprobs import continuation_logprobs
 
-    return [lp.sum() for lp in continuation_logprobs(model, pairs, pad_id, device, grad=grad,
+    return [lp.sum() for lp in continuation_logprobs(model, pairs, pad_id, device, grad=grad, share_context=True,
                                                      max_batch_tokens=micro_batch * max(len(c) + len(s) for c, s in pairs))]
 
 

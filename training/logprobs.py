@@ -3,13 +3,97 @@
 from __future__ import annotations
 
 
-def continuation_logprobs(model, pairs, pad_id: int, device, max_batch_tokens: int = 8192, grad: bool = False):
+def continuation_logprobs(model, pairs, pad_id: int, device, max_batch_tokens: int = 8192, grad: bool = False,
+                          share_context: bool = False):
     """Per-token log-probs of each continuation given its context.
 
     ``pairs`` is a list of ``(context_ids, continuation_ids)``; returns a list of 1-D float
     tensors (on CPU unless ``grad``), one log-prob per continuation token. Rows are left-padded
     and batched by length so that rows x length stays under ``max_batch_tokens``.
+
+    ``share_context``: pairs with the same context (a prompt's rollouts) run that context once
+    and share its KV cache (:func:`shared_context_logprobs`), in chunks of as many rows as the
+    padded path would batch; the numbers and gradients are the same, the compute much smaller
+    when contexts are long.
     """
+    if not share_context:
+        return _padded_logprobs(model, pairs, pad_id, device, max_batch_tokens, grad)
+    groups: dict[tuple, list[int]] = {}
+    for i, (context, _) in enumerate(pairs):
+        groups.setdefault(tuple(context), []).append(i)
+    out: list = [None] * len(pairs)
+    alone = [idx[0] for idx in groups.values() if len(idx) == 1]
+    for context, idx in groups.items():
+        if len(idx) == 1:
+            continue
+        longest = max(len(pairs[i][1]) for i in idx)
+        per = max(1, max_batch_tokens // max(1, len(context) + longest))
+        for k in range(0, len(idx), per):
+            part = idx[k:k + per]
+            lps = shared_context_logprobs(model, list(context), [pairs[i][1] for i in part], pad_id, device, grad)
+            for i, lp in zip(part, lps):
+                out[i] = lp
+    for i, lp in zip(alone, _padded_logprobs(model, [pairs[i] for i in alone], pad_id, device, max_batch_tokens,
+                                              grad)):
+        out[i] = lp
+    return out
+
+
+def shared_context_logprobs(model, context, continuations, pad_id: int, device, grad: bool = False):
+    """Per-token log-probs of several continuations of one context: the context is run once
+    (one row), its KV cache expanded to one row per continuation, and the right-padded
+    continuations run on it. The same numbers as separate rows up to float rounding; with
+    ``grad`` the gradient flows through the shared context too, so it equals the sum of the
+    separate rows' gradients."""
+    import torch
+
+    from plugins.backends.hf import _cache_arg, _out_cache
+
+    if not context:
+        raise ValueError("continuation_logprobs needs at least one context token")
+    rows = [r for r, c in enumerate(continuations) if len(c)]
+    out: list = [None] * len(continuations)
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        if rows:
+            first = model(input_ids=torch.tensor([list(context)], device=device), use_cache=True, logits_to_keep=1)
+            cache = _expand_cache(_out_cache(first), len(rows))
+            width = max(len(continuations[r]) for r in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            for j, r in enumerate(rows):
+                ids[j, :len(continuations[r])] = torch.tensor(list(continuations[r]), dtype=torch.long)
+            # right padding: a real token never attends to the pads after it, so no mask is needed
+            pos = torch.arange(len(context), len(context) + width)[None].expand(len(rows), -1)
+            logits = model(input_ids=ids.to(device), position_ids=pos.to(device), use_cache=True,
+                           **{_cache_arg(model): cache}).logits
+            head = first.logits[:, -1]  # predicts every continuation's first token
+            for j, r in enumerate(rows):
+                k = len(continuations[r])
+                row = torch.cat([head, logits[j, :k - 1]]).float().log_softmax(-1)
+                lp = row.gather(-1, ids[j, :k].to(row.device)[:, None])[:, 0]
+                out[r] = lp if grad else lp.cpu()
+        for r, c in enumerate(continuations):
+            if not len(c):
+                out[r] = torch.zeros(0) if not rows else out[rows[0]].new_zeros(0)
+    return out
+
+
+def _expand_cache(cache, n: int):
+    """``cache`` (batch 1) viewed as ``n`` rows. ``expand`` rather than indexing: its backward is a
+    plain sum, whereas the backward of indexing with repeated indices accumulates in an order
+    that differs from run to run on CPU (and training must give the same weights every run)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            layer.keys = layer.keys.expand(n, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(n, *layer.values.shape[1:])
+    else:  # transformers 4.x: per-layer lists
+        cache.key_cache = [k.expand(n, *k.shape[1:]) for k in cache.key_cache]
+        cache.value_cache = [v.expand(n, *v.shape[1:]) for v in cache.value_cache]
+    return cache
+
+
+def _padded_logprobs(model, pairs, pad_id: int, device, max_batch_tokens: int, grad: bool):
     import torch
 
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))

@@ -150,7 +150,7 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
         inputs = [r.loss_inputs() for r in rollouts]
         pairs = [(c, x) for c, x, _ in inputs]
         with torch.no_grad():
-            ref_lps = continuation_logprobs(reference, pairs, pad, policy.device,
+            ref_lps = continuation_logprobs(reference, pairs, pad, policy.device, share_context=True,
                                             max_batch_tokens=cfg.micro_batch * max(len(c) + len(x) for c, x in pairs))
         opt.zero_grad(set_to_none=True)
         losses, kls = [], []
@@ -158,6 +158,7 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
             idx = list(range(k, min(len(rollouts), k + cfg.micro_batch)))
             with policy.accelerator.autocast():
                 lps = continuation_logprobs(policy.model, [pairs[i] for i in idx], pad, policy.device, grad=True,
+                                            share_context=True,  # a prompt's rollouts share its forward pass
                                             max_batch_tokens=cfg.micro_batch * max(len(c) + len(x) for c, x in pairs))
             total = 0
             for i, lp in zip(idx, lps):

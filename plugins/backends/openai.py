@@ -36,8 +36,11 @@ tokenizer; default the arm's ``model``), ``prompt_mode`` (``auto`` | ``tokens`` 
 also send ``min_p`` 0 and repetition penalties 1 so that server defaults never change the
 distribution), ``extra_body`` (a table merged into every request, last).
 
-Completion ids: the server's when it returns them (``token_ids``, or vLLM's ``token_id:N`` logprob
-tokens), else the text re-encoded locally (noted). Finish reasons: ``length``; ``stop`` with a
+Completion ids: the server's when it returns them (``token_ids`` with ``return_token_ids``: vLLM
+>= 0.10.2, recent SGLang; or vLLM's ``token_id:N`` logprob tokens), else the text re-encoded
+locally (noted). Seeds: vLLM honours each request's ``seed``; SGLang only with
+``--enable-deterministic-inference``. ``cached_tokens`` needs vLLM's
+``--enable-prompt-tokens-details`` or SGLang's ``--enable-cache-report``. Finish reasons: ``length``; ``stop`` with a
 stop string (vLLM ``stop_reason``, SGLang ``matched_stop``; llama-cpp-python says neither, so a
 text shorter than the server's completion token count means a stop string) else ``eos``.
 """
@@ -54,7 +57,7 @@ from harness.hookspecs import hookimpl
 from harness.types import Completion
 
 COMPLETIONS = "/v1/completions"
-SEED_MODULUS = 2**31  # seeds every server takes (int32); the record keeps the harness's 63-bit seed
+SEED_MODULUS = 2**31  # conservative (vLLM and SGLang take int64); the record keeps the harness's 63-bit seed
 PROMPT_MODES = ("auto", "tokens", "text")
 
 SCORE_METHODS = ("auto", "echo", "grammar")
@@ -581,9 +584,11 @@ class OpenAIBackend:
             out = token_lps[start:stop]
         else:
             offsets = lp.get("text_offset")
-            if not isinstance(offsets, list) or len(offsets) != len(token_lps):
-                raise ServerError(f"{self._server(affinity)} returned no text_offset with its echoed log-probs; "
-                                  "text-mode scoring needs it")
+            if not isinstance(offsets, list) or len(offsets) != len(token_lps) or \
+                    any(not isinstance(o, int) or o < 0 for o in offsets):
+                raise ServerError(f"{self._server(affinity)} returned no usable text_offset with its echoed "
+                                  "log-probs (SGLang sends -1); text-mode scoring needs character offsets: use "
+                                  "prompt_mode = \"tokens\" where the server takes token ids")
             full = self._prompt_text(list(context_ids) + list(continuation_ids))
             head = self._prompt_text(context_ids)
             boundary = len(os.path.commonprefix([full, head]))

@@ -23,9 +23,12 @@ Protocol. Every request is ``POST /generate`` with ``input_ids`` (never text, ne
 endpoint) and every sampling field explicit: ``temperature``, ``top_p``, ``top_k = -1``,
 ``min_p = 0``, ``max_new_tokens``, ``min_new_tokens = 0``, ``stop`` (the request's stop strings),
 ``stop_token_ids`` (the local EOS ids), neutral ``repetition_penalty``/``frequency_penalty``/
-``presence_penalty``, ``ignore_eos = false``, ``n = 1``, ``sampling_seed``. SGLang fills a missing
-field from the model's ``generation_config.json`` (``--sampling-defaults model``, its default; for
-Qwen3 that is temperature 0.6, top_p 0.95, top_k 20), so nothing is left to the server.
+``presence_penalty``, ``ignore_eos = false``, ``n = 1``, ``sampling_seed``. ``/generate`` fills a
+missing field from the server's ``--preferred-sampling-params``, then its built-in defaults (its
+OpenAI chat endpoints use the model's ``generation_config.json`` instead: Qwen3's temperature 0.6,
+top_p 0.95, top_k 20), so nothing that shapes the distribution is left to the server. A server
+started with ``--preferred-sampling-params`` could still set fields the backend does not send
+(``regex``, ``logit_bias``, ...): ``info()`` records what it reports there and notes it.
 
 Seeds. A request with ``n`` samples becomes ``n`` requests, each with its own ``sampling_seed`` (the
 sample's seed reduced to 31 bits, since some SGLang versions hold seeds in an int32 tensor). SGLang
@@ -161,6 +164,9 @@ def _stop(server) -> None:
 
 def _affinity_of(ids) -> str:
     return "ids:" + hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+NAN_STOP = "NaN happened"  # SGLang's finish_reason "matched" when a sample's logits held NaN
 
 
 class SGLangBackend:
@@ -339,9 +345,11 @@ class SGLangBackend:
         model = _get_json(url + "/get_model_info") or {}
         server = _get_json(url + "/get_server_info") or {}
         det = server.get("enable_deterministic_inference") if isinstance(server, dict) else None
+        preferred = model.get("preferred_sampling_params") if isinstance(model, dict) else None
         return {"url": url, "model_path": model.get("model_path") if isinstance(model, dict) else None,
                 "deterministic": det if isinstance(det, bool) else None,
-                "version": server.get("version") if isinstance(server, dict) else None}
+                "version": server.get("version") if isinstance(server, dict) else None,
+                "preferred_sampling_params": preferred or None}
 
     def _deterministic(self):
         flags = [s["deterministic"] for s in self._servers_info]
@@ -535,9 +543,12 @@ class SGLangBackend:
         eos = self.eos_ids
         if kind == "length":
             reason = "length"
-            if ids and ids[-1] in eos:  # EOS as the last allowed token: SGLang checks length first
+            if ids and ids[-1] in eos:  # EOS on the last allowed token (older SGLang checked length first)
                 ids, reason = ids[:-1], "eos"
         elif kind == "stop":
+            if matched == NAN_STOP and NAN_STOP not in r.stop_strings:
+                raise ServerError(f"arm {self.arm.name!r}: the SGLang server stopped a sample because its logits "
+                                  "held NaN (finish_reason matched 'NaN happened'); check the model's dtype")
             if isinstance(matched, str):
                 reason = "stop"
             else:  # a stop token (EOS or stop_token_ids): output_ids keep it, only text drops it
@@ -583,7 +594,11 @@ class SGLangBackend:
             return
         det = self._deterministic()
         notes = ["sglang: prompts go to /generate as token ids with every sampling field explicit "
-                 "(top_k=-1, min_p=0, neutral penalties), so the model's generation_config defaults never apply"]
+                 "(top_k=-1, min_p=0, neutral penalties), so server sampling defaults never apply"]
+        preferred = [s["url"] for s in self._servers_info if s.get("preferred_sampling_params")]
+        if preferred:
+            notes.append(f"sglang: {', '.join(preferred)} set --preferred-sampling-params (recorded under servers), "
+                         "which fills any /generate field the backend leaves out")
         if det is False:
             notes.append("sglang: the server runs without --enable-deterministic-inference: sampling_seed is "
                          "ignored and samples are not reproducible from their seeds")
