@@ -8,7 +8,6 @@ from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
-
 from harness.errors import BadInput
 
 from harness.types import Arm

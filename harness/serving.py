@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import click
 
@@ -142,6 +143,38 @@ class ServerPool:
                         time.sleep(delay * (0.5 + random.random() / 2))
             if last is not None:
                 self._mark_dead(i, last)
+
+    def map(self, jobs: list[tuple[str, dict, str | None]], ticks=None, progress=None) -> list[dict]:
+        """``post`` every ``(path, payload, affinity)`` job from threads (``concurrency`` in flight
+        per server; new affinity keys placed in job order first); replies in job order.
+        ``progress(1)`` after each job whose ``ticks`` entry is true (all, without ``ticks``). The
+        first failure cancels the jobs not started yet and is raised once those in flight end."""
+        if not jobs:
+            return []
+        self.place(job[2] for job in jobs)
+        ticks = ticks if ticks is not None else [True] * len(jobs)
+
+        def one(k):
+            reply = self.post(*jobs[k])
+            if progress is not None and ticks[k]:
+                progress(1)
+            return reply
+
+        ex = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), self.concurrency * len(self.urls))))
+        try:
+            futures = [ex.submit(one, k) for k in range(len(jobs))]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()
+            return [f.result() for f in futures]
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    def count_request(self) -> None:
+        """Count a request a caller sent itself (``post_json``), outside :meth:`post`."""
+        with self._lock:
+            self.stats["requests"] += 1
 
 
 class LaunchedServer:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-
 from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl

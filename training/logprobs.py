@@ -25,7 +25,7 @@ def continuation_logprobs(model, pairs, pad_id: int, device, max_batch_tokens: i
     alone = [idx[0] for idx in groups.values() if len(idx) == 1]
     for context, idx in groups.items():
         if len(idx) == 1:
-            continue
+            continue  # nothing to share: batched with the other lone pairs below
         longest = max(len(pairs[i][1]) for i in idx)
         per = max(1, max_batch_tokens // max(1, len(context) + longest))
         for k in range(0, len(idx), per):
@@ -52,7 +52,7 @@ def shared_context_logprobs(model, context, continuations, pad_id: int, device, 
     if not context:
         raise ValueError("continuation_logprobs needs at least one context token")
     rows = [r for r, c in enumerate(continuations) if len(c)]
-    out: list = [None] * len(continuations)
+    out: list = [torch.zeros(0, device=device if grad else "cpu") for _ in continuations]
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
         if rows:
@@ -72,9 +72,6 @@ def shared_context_logprobs(model, context, continuations, pad_id: int, device, 
                 row = torch.cat([head, logits[j, :k - 1]]).float().log_softmax(-1)
                 lp = row.gather(-1, ids[j, :k].to(row.device)[:, None])[:, 0]
                 out[r] = lp if grad else lp.cpu()
-        for r, c in enumerate(continuations):
-            if not len(c):
-                out[r] = torch.zeros(0) if not rows else out[rows[0]].new_zeros(0)
     return out
 
 

@@ -336,8 +336,7 @@ class OpenAIBackend:
                 if refusal.match(exc2.message):
                     return None, exc2.message
                 raise
-        with self.pool._lock:
-            self.pool.stats["requests"] += 1
+        self.pool.count_request()
         return reply, None
 
     # -- how to score: the alignment check ------------------------------------------------
@@ -432,7 +431,7 @@ class OpenAIBackend:
                 where.append((i, "score"))
 
         try:
-            replies = self._map(jobs, [s != "score" for _, s in where], progress)
+            replies = self.pool.map(jobs, [s != "score" for _, s in where], progress)
         finally:
             self._sync_stats()
         results: list[list] = [[None] * r.n for r in requests]
@@ -451,29 +450,6 @@ class OpenAIBackend:
                     results[i][s] = Completion(token_ids=[], text="", finish_reason="length")
                 results[i][s].score_logprobs = scores[i]
         return results
-
-    def _map(self, jobs, ticks, progress=None) -> list[dict]:
-        """``pool.post`` every job concurrently (``concurrency`` per server); replies in job order;
-        ``progress(1)`` after each job whose ``ticks`` entry is true (a sample, not a scoring call)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if not jobs:
-            return []
-
-        def one(k):
-            reply = self.pool.post(*jobs[k])
-            if progress is not None and ticks[k]:
-                progress(1)
-            return reply
-
-        self.pool.place(job[2] for job in jobs)
-        workers = max(1, min(len(jobs), self.pool.concurrency * len(self.pool.urls)))
-        ex = ThreadPoolExecutor(max_workers=workers)
-        try:
-            futures = [ex.submit(one, k) for k in range(len(jobs))]
-            return [f.result() for f in futures]
-        finally:  # on an error, queued jobs are dropped; those in flight finish
-            ex.shutdown(wait=True, cancel_futures=True)
 
     def _parse_completion(self, reply: dict, req, affinity) -> Completion:
         from harness.serving import ServerError
@@ -547,7 +523,7 @@ class OpenAIBackend:
         jobs = [(COMPLETIONS, self._score_body(requests[k].context_ids, requests[k].continuation_ids), None)
                 for k in todo]
         try:
-            replies = self._map(jobs, [False] * len(jobs))
+            replies = self.pool.map(jobs)
         finally:
             self._sync_stats()
         out = [[] for _ in requests]

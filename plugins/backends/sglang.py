@@ -74,7 +74,6 @@ import threading
 import urllib.error
 import urllib.request
 import weakref
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from harness.errors import BadInput
@@ -374,32 +373,15 @@ class SGLangBackend:
         dead = self._died()
         if dead:
             raise dead
-        if not jobs:
-            return []
-
-        def one(job):
-            payload, affinity, counted = job
-            reply = pool.post("/generate", payload, affinity)
-            if counted and progress is not None:
-                progress(1)
-            return reply
-
-        pool.place(affinity for _, affinity, _ in jobs)
-        workers = max(1, min(len(jobs), pool.concurrency * len(pool.urls)))
-        ex = ThreadPoolExecutor(max_workers=workers)
         try:
-            futures = [ex.submit(one, j) for j in jobs]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
-            if failed is not None:
-                ex.shutdown(wait=True, cancel_futures=True)
-                dead = self._died()
-                if dead:
-                    raise dead from failed.exception()
-                raise failed.exception()
-            return [f.result() for f in futures]
+            return pool.map([("/generate", payload, affinity) for payload, affinity, _ in jobs],
+                            [counted for _, _, counted in jobs], progress)
+        except Exception as exc:
+            dead = self._died()
+            if dead:
+                raise dead from exc
+            raise
         finally:
-            ex.shutdown(wait=True, cancel_futures=True)
             self._update_info()
 
     # -- requests -----------------------------------------------------------------------

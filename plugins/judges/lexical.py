@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-
 from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
