@@ -7,7 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 # llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`) for the `openai` backend's
 # end-to-end tests: built from source with portable CPU flags (the native build crashed at the first
 # decode on 2-core x86 machines). The wheel is kept in SERVER_WHEELS, keyed by the version and the
-# flags, so only the first install builds (about 4 minutes on 2 cores); pip's own wheel cache and
+# flags, so only the first install builds (`make install-server` from an empty venv took 7 minutes on 2
+# cores, the base install included); pip's own wheel cache and
 # prebuilt wheels are bypassed, since they may hold a native build.
 LLAMA_CPP_VERSION ?= 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF

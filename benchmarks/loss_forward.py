@@ -9,8 +9,8 @@ reference without. ``continuation_logprobs`` either runs each rollout as its own
 row (the prompt recomputed per rollout) or, with ``share_context``, runs each prompt once and
 shares its KV cache with its rollouts. Both run on the same batch in micro-batches of
 ``--micro-batch`` rows (as training does); the table gives the time of a policy
-forward + backward and of a reference forward, the ratio, and the largest difference in
-log-probs and in gradients between the two ways.
+forward + backward and of a reference forward, the ratio, the largest difference in log-probs
+and in gradients between the two ways, and how far each way is from a float64 forward.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=384)
     ap.add_argument("--continuation-tokens", type=int, default=176)
     ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--check-rollouts", type=int, default=4, help="rollouts compared with a float64 forward")
     args = ap.parse_args()
     arm = resolve_arm(args.arm, load_arms())
     if args.device != "auto":
@@ -92,6 +93,14 @@ def main():
     print(f"policy forward+backward  separate rows {t_sep:7.2f} s  shared prompt {t_sh:7.2f} s  {t_sep / t_sh:5.2f}x")
     print(f"reference forward        separate rows {r_sep:7.2f} s  shared prompt {r_sh:7.2f} s  {r_sep / r_sh:5.2f}x")
     print(f"largest log-prob difference {lp_diff:.2e}; largest gradient difference {g_diff:.2e} of the largest gradient")
+    # which way is closer to the truth: both against a float64 forward of the first few rollouts
+    # (the log-softmax stays float32 in continuation_logprobs, so this bounds the network's rounding)
+    few = pairs[:args.check_rollouts]
+    ways = [continuation_logprobs(model, few, pad, device, share_context=s, max_batch_tokens=budget)
+            for s in (False, True)]
+    exact = continuation_logprobs(model.double(), few, pad, device, max_batch_tokens=budget)
+    far = [max(float((a.double() - b.double()).abs().max()) for a, b in zip(way, exact)) for way in ways]
+    print(f"against a float64 forward ({len(few)} rollouts): separate rows {far[0]:.2e}, shared prompt {far[1]:.2e}")
 
 
 if __name__ == "__main__":
