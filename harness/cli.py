@@ -11,6 +11,7 @@ from harness.errors import BadInput
 
 from harness import __version__
 from harness.plugins import get_plugin_manager, plugin_summary, registry
+from harness.redact import redact_text
 
 
 def _kv(values, param_hint):
@@ -23,6 +24,18 @@ def _kv(values, param_hint):
     return out
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite (``nan`` and ``inf`` pass click's own range check)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            raise BadInput(f"{value!r} is not a finite number", param_hint=param.opts[0] if param else None)
+        return value
+
+
 class PluginGroup(click.Group):
     """The ``harness`` group: plugins' ``register_commands`` add their commands the first time a
     command is looked up or listed (so ``cli`` works the same from tests and the entry point)."""
@@ -33,6 +46,13 @@ class PluginGroup(click.Group):
         if not self._plugins_added:
             PluginGroup._plugins_added = True
             get_plugin_manager().hook.register_commands(cli=self)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:  # a URL's password or an api_key never reaches the console
+            exc.message = redact_text(exc.message)
+            raise
 
     def get_command(self, ctx, cmd_name):
         self._add_plugin_commands()
@@ -73,8 +93,8 @@ def cli():
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; every sample's seed derives from it.")
 @click.option("--thought-max-tokens", type=click.IntRange(min=1), help="Max sampled thought tokens (default: the eval's, 48).")
 @click.option("--suffix-max-tokens", type=click.IntRange(min=1), help="Max predicted suffix tokens (default: the eval's, 128).")
-@click.option("--temperature", type=click.FloatRange(min=0), help="Sampling temperature (default: the eval's, 1.0; 0 = greedy).")
-@click.option("--top-p", type=click.FloatRange(0, 1), help="Nucleus sampling mass (default: the eval's, 0.95).")
+@click.option("--temperature", type=FiniteFloat(min=0), help="Sampling temperature (default: the eval's, 1.0; 0 = greedy).")
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), help="Nucleus sampling mass (default: the eval's, 0.95).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Max completion tokens (reasoning; default: the eval's, 512).")
 @click.option("--option", "options", multiple=True, help="Eval/intervention option KEY=VALUE (repeatable).")
 @click.option("--backend", "backend_name",

@@ -6,9 +6,7 @@ happens before the run directory is created, so a run that fails validation leav
 
 from __future__ import annotations
 
-import hashlib
 import platform
-import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -17,16 +15,15 @@ from pathlib import Path
 
 import click
 
-from harness.errors import BadInput
-
 from harness import __version__
 from harness.arms import load_arms, resolve_arm
-from harness.modelspec import resolve_path
+from harness.errors import BadInput
+from harness.fingerprint import items_sha, model_fingerprint
+from harness.modelspec import ModelSpecError, resolve_path
 from harness.pipeline import RunContext
 from harness.plugins import registry
-from harness.store import ITEMS, SAMPLES, THOUGHTS, RunStore, config_hash
-
-_SECRET_WORDS = ("key", "token", "secret", "password")
+from harness.redact import redact, redact_argv
+from harness.store import SAMPLES, THOUGHTS, RunStore, config_hash
 
 
 def _git_sha() -> str | None:
@@ -47,17 +44,37 @@ def _versions() -> dict:
     return out
 
 
-def _public(options: dict) -> dict:
-    """Options without values whose keys look like secrets (those come from the environment)."""
-    return {k: ("<redacted>" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in options.items()}
+def _fingerprint(arm) -> dict | None:
+    """The arm's local model files' fingerprint (None for Hub ids, presets, served models)."""
+    try:
+        return model_fingerprint(*resolve_path(arm))
+    except ModelSpecError:  # a server backend's arm may name a model only the server knows
+        return None
 
 
-def _arm_config(arm) -> dict:
+def _arm_config(arm, fingerprint: dict | None) -> dict:
     """The arm as recorded in the run's config: server URLs are left out (where a model is
-    served does not change the run, so a resume may use other servers; invocations record them)."""
+    served does not change the run, so a resume may use other servers; invocations record them);
+    a local model's fingerprint is in, so a resume over changed weights is refused."""
     d = arm.to_json()
     d["options"] = {k: v for k, v in d["options"].items() if k not in ("urls", "url")}
+    if fingerprint:
+        d["fingerprint"] = fingerprint["sha"]
     return d
+
+
+def _check_options(options: dict, eval_cls, intervention_classes: list) -> None:
+    """Every ``--option`` key is one the eval or a chosen intervention reads (``run_options``)."""
+    known = dict(getattr(eval_cls, "run_options", {}))
+    for cls in intervention_classes:
+        known.update(getattr(cls, "run_options", {}))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        valid = ", ".join(f"{k} ({v})" for k, v in sorted(known.items())) or "none for this eval and interventions"
+        raise BadInput(f"unknown option {unknown[0]!r}; valid: {valid}", param_hint="--option")
+    check = getattr(eval_cls, "check_options", None)
+    if check is not None:
+        check(options)
 
 
 # Generation settings an eval may take; it takes those its ``defaults`` name.
@@ -109,6 +126,8 @@ def load_items(task_names: list[str], options: dict, data_file, limit) -> tuple[
 
 def execute(p: dict) -> None:
     started = time.time()
+    if p["out"]:
+        RunStore(p["out"]).check_target()  # a file, or a directory of other things: refused before any work
     eval_cls = registry("evals").get(p["eval_name"], "--plugin")
     defaults = dict(eval_cls.defaults)
     arms_table = load_arms(p["arms_file"])
@@ -137,6 +156,7 @@ def execute(p: dict) -> None:
     ireg = registry("interventions")
     for name in interventions:
         ireg.get(name, "--intervention")
+    _check_options(p["options"], eval_cls, [ireg.classes[n] for n in interventions])
     judge = None
     if getattr(eval_cls, "uses_judge", True):
         judge = registry("judges").get(p["judge_name"] or "embedding", "--judge")(p["judge_options"], arms_table)
@@ -153,9 +173,10 @@ def execute(p: dict) -> None:
     def pick(key):
         return p[key] if p.get(key) is not None else defaults[key]
 
-    config = {
+    fingerprints = {a.name: _fingerprint(a) for a in arms}
+    config = redact({
         "eval": eval_cls.name,
-        "arms": [_arm_config(a) for a in arms],
+        "arms": [_arm_config(a, fingerprints[a.name]) for a in arms],
         "interventions": interventions,
         "tasks": task_configs,
         "judge": judge.config() if judge is not None else None,
@@ -163,19 +184,27 @@ def execute(p: dict) -> None:
         "limit": limit,
         "seed": p["seed"],
         **{k: pick(k) for k in GEN_KEYS if k in defaults},
-        "options": _public(p["options"]),
-        "item_ids_sha": hashlib.sha256("\n".join(i.id for i in items).encode()).hexdigest()[:16],
-    }
+        "options": p["options"],
+        "items_sha": items_sha(items),
+    })
     out = Path(p["out"] or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
     store = RunStore(out)
     manifest = {"record_type": getattr(eval_cls, "record_type", eval_cls.name), "config": config,
-                "command": p["argv"], "versions": _versions(), "git_sha": _git_sha(),
+                "command": redact_argv(list(p["argv"])), "versions": _versions(), "git_sha": _git_sha(),
+                "fingerprints": redact({k: v for k, v in fingerprints.items() if v}),
                 "item_ids": [i.id for i in items], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    resuming = store.open(manifest)
-    if not resuming:
-        store.append([{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster, "meta": i.meta}
-                      for i in items], ITEMS)
-    before = len(store.read())
+    resuming = store.open(manifest, [{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster,
+                                      "meta": i.meta} for i in items])
+    try:
+        _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, started)
+    finally:
+        store.unlock()
+
+
+def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, started) -> None:
+    out = store.root
+    before = len(store.read(SAMPLES))
+    store.read(THOUGHTS)  # foreign or conflicting records stop the run here, before any work
     click.echo(f"{'resuming' if resuming else 'new run'}: {out}  ({before} records already done)", err=True)
 
     backends, resolved = {}, {}
@@ -203,20 +232,23 @@ def execute(p: dict) -> None:
     try:
         eval_cls().run(ctx)
     except BaseException:
-        # A new run that failed before writing any work (a model that cannot load, say) leaves
-        # no directory behind; a run with finished work keeps it for resuming.
-        if not resuming and not store.read(SAMPLES) and not store.read(THOUGHTS):
-            shutil.rmtree(out, ignore_errors=True)
+        # A new run that failed before writing any work (a model that cannot load, say) removes
+        # what it wrote (its directory, if it made it); a run with finished work keeps it for resuming.
+        try:
+            release()
+        except Exception:  # the run's own error is the one to report
+            pass
+        if not resuming and not (out / SAMPLES).exists() and not (out / THOUGHTS).exists():
+            store.discard()
         raise
-    finally:
-        release()
+    release()
     s = ctx.stats
     tps = s["generated_tokens"] / s["generation_s"] if s["generation_s"] else None
     invocations = store.manifest().get("invocations", [])
     invocations.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                         "wall_s": round(time.time() - started, 1), "new_records": s["new_records"],
                         "generated_tokens": s["generated_tokens"], "generation_s": round(s["generation_s"], 2),
-                        "generated_tok_per_s": round(tps, 1) if tps else None, "backends": resolved})
+                        "generated_tok_per_s": round(tps, 1) if tps else None, "backends": redact(resolved)})
     store.update_manifest(invocations=invocations)
 
     from harness.report import console_summary, load_run, render_report

@@ -27,6 +27,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import click
 
+from harness.redact import redact_text
+
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -81,7 +83,7 @@ class ServerPool:
         self.concurrency, self.retries, self.timeout = concurrency, retries, timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.headers = headers or {}
-        self.log = log or (lambda msg: click.echo(msg, err=True))
+        self.log = log or (lambda msg: click.echo(redact_text(msg), err=True))
         self.stats = {"requests": 0, "retries": 0, "dead_servers": []}
         self._lock = threading.Lock()
         self._slots = [threading.Semaphore(concurrency) for _ in self.urls]

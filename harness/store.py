@@ -1,15 +1,24 @@
 """Run store: ``RUN_DIR/manifest.json``, append-only JSONL record files, resume.
 
-Records are appended one line each and flushed to disk per batch, so a killed run loses at most
-the records in flight. On open, a torn last line (a write cut by the kill) is cut off.
-A rerun with the same config into the same directory skips every finished record; a rerun with
-a different config is refused, naming the keys that differ.
+- A run directory is created by the run or given empty; a directory that holds anything else is
+  refused, and a failed new run removes only what it wrote (the directory too if it made it).
+- One process at a time: ``RUN_DIR/.lock`` holds an exclusive ``flock`` (released by the kernel
+  when the process dies, so a killed run's lock is simply taken over).
+- ``items.jsonl`` then ``manifest.json`` are written atomically (temporary file + rename) before
+  any work; a resume rewrites a missing or damaged ``items.jsonl``.
+- Records are appended one line each and flushed per batch, so a killed run loses at most the
+  records in flight; a torn last line is cut off on resume.
+- Reading checks each record against the manifest: its key (arm, condition, item, sample) is
+  unique and known to the run. An exact repeat is dropped with a warning; a conflicting or foreign
+  record is an error naming file:line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -17,31 +26,61 @@ from pathlib import Path
 
 import click
 
+from harness.errors import BadInput
+
 SAMPLES = "samples.jsonl"
 THOUGHTS = "thoughts.jsonl"
 ITEMS = "items.jsonl"
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+RECORD_FILES = (SAMPLES, THOUGHTS)
+
+
+class StoreError(click.ClickException):
+    """A run directory that cannot be used as it is: one line, exit 2, nothing changed."""
+
+    exit_code = 2
 
 
 def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL file, failing on a malformed line with the file and line number.
-    A torn final line without a newline (left by a killed writer) is ignored."""
+def finite_json(obj):
+    """``obj`` with non-finite floats (NaN, inf: undefined statistics) as None, so files are strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def read_jsonl(path: Path, with_lines: bool = False) -> list:
+    """Rows of a JSONL file (``(line, row)`` pairs with ``with_lines``). A malformed line, bytes that
+    are not UTF-8, or a line that is not a JSON object is an error naming file:line. A torn final
+    line without a newline (left by a killed writer) is ignored."""
     rows = []
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.endswith("\n"):
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
                 break  # torn final write
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StoreError(f"{path}:{n}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise click.ClickException(f"{path}:{n}: malformed JSON line: {exc.msg}") from exc
+                raise StoreError(f"{path}:{n}: malformed JSON line: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                raise StoreError(f"{path}:{n}: expected a JSON object (a record), got {type(row).__name__}")
+            rows.append((n, row) if with_lines else row)
     return rows
 
 
@@ -55,59 +94,156 @@ def _drop_torn_tail(path: Path) -> None:
         fh.truncate(data.rfind(b"\n") + 1)
 
 
+def _fsync_write(path: Path, data: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _ours(name: str) -> bool:
+    """Files a run may leave in a directory before its manifest exists (a run killed in its first
+    moment): the lock, temporary files and ``items.jsonl``. Such a directory counts as empty."""
+    return name in (LOCK, ITEMS) or (name.startswith(".") and ".tmp" in name)
+
+
+def record_key(row: dict) -> tuple:
+    return row.get("arm"), row.get("condition"), row.get("item_id"), row.get("sample")
+
+
 class RunStore:
     """One run directory."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.created = False  # this invocation made the directory
+        self._written: set[str] = set()  # files this invocation created in a directory it did not make
+        self._lock_fh = None
+        self._warned: set[str] = set()
+        self._manifest_cache = None
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / MANIFEST
 
     def manifest(self) -> dict:
         if not self.manifest_path.exists():
-            raise click.ClickException(f"{self.root} is not a run directory (no manifest.json)")
-        return json.loads(self.manifest_path.read_text())
+            raise StoreError(f"{self.root} is not a run directory (no {MANIFEST})")
+        try:
+            text = self.manifest_path.read_text(encoding="utf-8")
+            m = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            what = "empty" if not self.manifest_path.stat().st_size else f"not valid JSON ({exc})"
+            raise StoreError(f"{self.manifest_path} is {what}; the run's records are kept, but without a "
+                             "readable manifest they cannot be resumed or reported") from exc
+        if not isinstance(m, dict) or not isinstance(m.get("config"), dict):
+            raise StoreError(f"{self.manifest_path} is not a run manifest (no config)")
+        return m
 
-    def open(self, manifest: dict) -> bool:
-        """Create the run or check that it resumes the same config; True when resuming."""
+    # -- opening ------------------------------------------------------------------------------
+
+    def check_target(self) -> None:
+        """Refuse, before any work, an ``--out`` that is a file, or a directory that is neither
+        empty nor a run directory (records without a manifest are never adopted)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"--out: {root} is a file, not a run directory")
+        if not root.is_dir() or self.manifest_path.exists():
+            return
+        names = sorted(p.name for p in root.iterdir() if not _ours(p.name))
+        records = [n for n in names if n in RECORD_FILES or n.startswith(SAMPLES)]
+        if records:
+            raise StoreError(f"--out: {root} holds {', '.join(records)} but no {MANIFEST}: records without their "
+                             "manifest cannot be resumed (their config is unknown); restore the manifest or use "
+                             "another --out")
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise StoreError(f"--out: {root} exists and is not a run directory (it holds {shown}); "
+                             "give a new or empty directory")
+
+    def lock(self) -> None:
+        """Take the run directory's exclusive lock, or stop naming the process that holds it."""
+        fh = open(self.root / LOCK, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreError(f"{self.root} is in use by {holder}; wait for it to finish or use another --out")
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"harness process {os.getpid()} (since {time.strftime('%Y-%m-%dT%H:%M:%S%z')})\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def open(self, manifest: dict, items: list[dict]) -> bool:
+        """Create the run (``items`` then the manifest) or check that it resumes the same config;
+        True when resuming. Takes the lock (see :meth:`unlock`, :meth:`discard`)."""
+        self.check_target()
+        self.created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.created and not (self.root / LOCK).exists():
+            self._written.add(LOCK)
+        self.lock()
+        self.check_target()  # again, under the lock
         manifest = dict(manifest, config_hash=config_hash(manifest["config"]))
+        items_text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in items)
         if self.manifest_path.exists():
             old = self.manifest()
             if old.get("config_hash") != manifest["config_hash"]:
-                diff = sorted(k for k in set(old["config"]) | set(manifest["config"])
-                              if old["config"].get(k) != manifest["config"].get(k))
-                raise click.ClickException(
-                    f"{self.root} holds a run with a different config (differs in: {', '.join(diff)}); "
-                    "use another --out to start a new run")
-            for name in (SAMPLES, THOUGHTS):
+                raise StoreError(f"{self.root} holds a run with a different config ("
+                                 f"{describe_difference(old['config'], manifest['config'])}); "
+                                 "use another --out to start a new run")
+            for name in RECORD_FILES:
                 _drop_torn_tail(self.root / name)
+            path = self.root / ITEMS
+            if not path.exists() or path.read_text(encoding="utf-8", errors="replace") != items_text:
+                self.write_text(ITEMS, items_text)  # missing, torn or damaged: the config proves the items
+            self._manifest_cache = old
             return True
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.write_json("manifest.json", manifest)
+        if not self.manifest_path.exists() and not (self.root / ITEMS).exists():
+            self._written.add(ITEMS)
+        self.write_text(ITEMS, items_text)
+        self._written.add(MANIFEST)
+        self.write_json(MANIFEST, manifest)
         return False
 
+    def discard(self) -> None:
+        """Undo a new run that did no work: remove the directory if this invocation made it, else
+        only the files it wrote there."""
+        self.unlock()
+        if self.created:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        for name in self._written | {f".{n}.tmp" for n in self._written}:
+            (self.root / name).unlink(missing_ok=True)
+
+    # -- writing ------------------------------------------------------------------------------
+
     def update_manifest(self, **fields) -> None:
-        self.write_json("manifest.json", dict(self.manifest(), **fields))
+        self.write_json(MANIFEST, dict(self.manifest(), **fields))
 
     def write_json(self, name: str, obj) -> None:
-        tmp = self.root / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, self.root / name)
+        """Strict JSON (a NaN in a manifest is a bug upstream and raises); atomic."""
+        self.write_text(name, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+        if name == MANIFEST:
+            self._manifest_cache = obj
 
     def write_text(self, name: str, text: str) -> None:
         tmp = self.root / f".{name}.tmp"
-        tmp.write_text(text)
+        _fsync_write(tmp, text)
         os.replace(tmp, self.root / name)
-
-    def read(self, name: str = SAMPLES) -> list[dict]:
-        return read_jsonl(self.root / name)
 
     def append(self, rows: list[dict], name: str = SAMPLES) -> None:
         if not rows:
             return
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        data = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in finite_json(rows))
         with open(self.root / name, "a", encoding="utf-8") as fh:
             fh.write(data)
             fh.flush()
@@ -118,10 +254,79 @@ class RunStore:
         ``NAME.bak-<time>``, whose file name is returned."""
         backup = f"{name}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
         shutil.copy2(self.root / name, self.root / backup)
-        tmp = self.root / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / name)
+        self.write_text(name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in finite_json(rows)))
         return backup
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, name: str = SAMPLES) -> list[dict]:
+        """Rows of a file of the run; record files are checked against the manifest."""
+        path = self.root / name
+        if name not in RECORD_FILES:
+            return read_jsonl(path)
+        if self._manifest_cache is None:
+            self._manifest_cache = self.manifest()
+        return self._checked(path, read_jsonl(path, with_lines=True), self._manifest_cache)
+
+    def _checked(self, path: Path, rows: list[tuple[int, dict]], manifest: dict) -> list[dict]:
+        cfg = manifest["config"]
+        arms = [a["name"] for a in cfg.get("arms", [])]
+        items = set(manifest.get("item_ids") or [])
+        conditions = set(cfg.get("interventions") or [])
+        samples = cfg.get("samples")
+        seen: dict[tuple, tuple[int, dict]] = {}
+        out, repeats = [], []
+        for n, row in rows:
+            arm, cond, item, s = record_key(row)
+            problem = None
+            if arm not in arms:
+                problem = f"arm {arm!r} is not one of the run's arms ({', '.join(arms)})"
+            elif items and item not in items:
+                problem = f"item {item!r} is not one of the run's items"
+            elif not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < (samples or s + 1):
+                problem = f"sample {s!r} is outside the run's {samples} samples per item"
+            elif conditions and path.name == SAMPLES and cond not in conditions:
+                problem = f"condition {cond!r} is not one of the run's ({', '.join(sorted(conditions))})"
+            if problem:
+                raise StoreError(f"{path}:{n}: a record that does not belong to this run: {problem}")
+            key = (arm, cond, item, s)
+            if key in seen:
+                if seen[key][1] != row:
+                    raise StoreError(f"{path}:{n}: conflicts with line {seen[key][0]} (same arm, condition, item "
+                                     f"and sample {key}, different values); remove one of them")
+                repeats.append(n)
+                continue
+            seen[key] = (n, row)
+            out.append(row)
+        if repeats and str(path) not in self._warned:
+            self._warned.add(str(path))
+            click.echo(f"warning: {path}: {len(repeats)} exact repeat(s) of earlier records (first at line "
+                       f"{repeats[0]}) counted once", err=True)
+        return out
+
+
+def describe_difference(old: dict, new: dict) -> str:
+    """What differs between two run configs, in words a user can act on."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "items_sha":
+            parts.append("the items' content changed (the task data was edited or is another version)")
+        elif key == "arms" and isinstance(a, list) and isinstance(b, list):
+            olds = {x.get("name"): x for x in a}
+            for arm in b:
+                before = olds.get(arm.get("name"))
+                if before is None:
+                    parts.append(f"arm {arm.get('name')!r} is new")
+                    continue
+                for field in sorted(set(before) | set(arm)):
+                    if before.get(field) != arm.get(field):
+                        parts.append(f"arm {arm['name']!r}: model files changed since the run started "
+                                     f"({before.get(field)} -> {arm.get(field)})" if field == "fingerprint"
+                                     else f"arm {arm['name']!r}: {field}")
+            parts += [f"arm {name!r} is gone" for name in olds if name not in {x.get("name") for x in b}]
+        else:
+            parts.append(f"{key}: {json.dumps(a, default=str)[:60]} -> {json.dumps(b, default=str)[:60]}")
+    return "differs in: " + "; ".join(parts)

@@ -18,6 +18,7 @@ class GenericThought:
     name = "generic"
     description = "a short neutral scaffold thought, identical for every item"
     requires = ()
+    run_options = {"generic_thought": "the thought's text"}
 
     def thoughts(self, ctx, items, samples, needed):
         text = ctx.config.get("options", {}).get("generic_thought", DEFAULT_TEXT)
