@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,9 @@ from harness.errors import BadInput
 from harness.types import Arm
 
 _ARM_FIELDS = {f.name for f in fields(Arm)}
+# Each arm-file key's Python type (str, bool, dict), from the Arm dataclass's annotations.
+_ARM_TYPES = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Arm).items() if k != "name"}
+_TOML_NAMES = {str: "a string", bool: "true or false", dict: "a table"}
 
 
 def _read_arms_toml(text: str, source: str) -> dict[str, Arm]:
@@ -20,16 +24,30 @@ def _read_arms_toml(text: str, source: str) -> dict[str, Arm]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{source}: {exc}", param_hint="--arms-file") from exc
+    table = data.get("arms") or {}
+    if not isinstance(table, dict):
+        raise BadInput(f"{source}: 'arms' must be a table of arms ([arms.NAME] sections), got {type(table).__name__}",
+                       param_hint="--arms-file")
     arms = {}
-    for name, spec in (data.get("arms") or {}).items():
-        if not isinstance(spec, dict) or "model" not in spec:
+    for name, spec in table.items():
+        if not isinstance(spec, dict):
+            raise BadInput(f"{source}: arm {name!r} must be a table ([arms.{name}]), got {spec!r}",
+                           param_hint="--arms-file")
+        if "model" not in spec:
             raise BadInput(f"{source}: arm {name!r} needs a 'model' key", param_hint="--arms-file")
-        unknown = set(spec) - _ARM_FIELDS
+        unknown = set(spec) - set(_ARM_TYPES)
         if unknown:
             raise BadInput(
-                f"{source}: arm {name!r} has unknown keys {sorted(unknown)}; valid: {sorted(_ARM_FIELDS - {'name'})}",
+                f"{source}: arm {name!r} has unknown keys {sorted(unknown)}; valid: {sorted(_ARM_TYPES)}",
                 param_hint="--arms-file",
             )
+        for key, value in spec.items():
+            want = _ARM_TYPES[key]
+            if not isinstance(value, want):
+                raise BadInput(f"{source}: arm {name!r}: {key} must be {_TOML_NAMES.get(want, want.__name__)}, "
+                               f"got {value!r}", param_hint="--arms-file")
+        if not spec["model"].strip():
+            raise BadInput(f"{source}: arm {name!r}: model is empty", param_hint="--arms-file")
         arms[name] = Arm(name=name, **spec)
     return arms
 
@@ -42,7 +60,11 @@ def load_arms(arms_file: str | os.PathLike | None = None) -> dict[str, Arm]:
         path = Path(arms_file)
         if not path.is_file():
             raise BadInput(f"arms file not found: {path}", param_hint="--arms-file")
-        arms.update(_read_arms_toml(path.read_text(), str(path)))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", param_hint="--arms-file") from None
+        arms.update(_read_arms_toml(text, str(path)))
     return arms
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import click
 
+from harness.errors import BadInput
 from harness.types import Arm
 
 RANDOM_PRESETS = {
@@ -37,8 +39,36 @@ class ModelSpecError(click.ClickException):
     """The arm's model cannot be found or loaded."""
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+GGUF_MAGIC = b"GGUF"
+
+
+def check_settings(arm: Arm) -> None:
+    """The arm's ``dtype`` and ``device`` are ones the in-process (hf) loader takes."""
+    if arm.dtype not in DTYPES:
+        raise BadInput(f"arm {arm.name!r}: dtype {arm.dtype!r} is not one of {', '.join(DTYPES)}")
+    if not _DEVICE.fullmatch(arm.device):
+        raise BadInput(f"arm {arm.name!r}: device {arm.device!r} is not one of {DEVICES}")
+
+
+def _check_gguf(arm: Arm, path: Path) -> None:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelSpecError(f"arm {arm.name!r}: cannot read {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelSpecError(f"arm {arm.name!r}: {path} is not a GGUF file (it does not start with the bytes "
+                             f"{GGUF_MAGIC!r}; a truncated download or a Git LFS pointer?)")
+
+
 def resolve_path(arm: Arm) -> tuple[str, str]:
-    """Classify the spec and check it exists: returns (kind, location)."""
+    """Classify the spec and check it exists: returns (kind, location). For an ``hf`` arm the
+    dtype and device are checked too, and a ``.gguf`` file must start with the GGUF magic."""
+    if arm.backend == "hf":  # server backends pass their own dtype names to their server
+        check_settings(arm)
     spec = arm.model
     if spec.startswith("random:"):
         preset = spec.split(":", 1)[1]
@@ -55,12 +85,16 @@ def resolve_path(arm: Arm) -> tuple[str, str]:
         path = Path(list(found.submodule_search_locations)[0]) / rel
         if not path.exists():
             raise ModelSpecError(f"arm {arm.name!r}: model file not found: {path}")
-        return ("gguf" if path.suffix == ".gguf" else "dir"), str(path)
+        if path.suffix == ".gguf":
+            _check_gguf(arm, path)
+            return "gguf", str(path)
+        return "dir", str(path)
     path = Path(spec).expanduser()
     if path.exists():
         if path.is_file():
             if path.suffix != ".gguf":
                 raise ModelSpecError(f"arm {arm.name!r}: {path} is a file but not .gguf; give a directory or a .gguf file")
+            _check_gguf(arm, path)
             return "gguf", str(path)
         if not (path / "config.json").exists():
             raise ModelSpecError(f"arm {arm.name!r}: {path} has no config.json (not an HF model directory)")
@@ -132,6 +166,7 @@ def load_model(arm: Arm):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_settings(arm)
     kind, where = resolve_path(arm)
     device = arm.device
     if device == "auto":

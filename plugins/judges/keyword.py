@@ -4,7 +4,7 @@ A toy objective with a known right answer, for checking that training moves the 
 (RLMT reward rises, DPO prefers the continuation with more target words) and for format checks.
 It ignores the true suffix. Options: ``words`` (comma-separated, required; matched lower-case),
 ``match`` (``word``: whole words, the default; ``substring``: anywhere, e.g. a letter for a
-byte-level toy model), ``min_count`` (occurrences for reward 1; default 1).
+byte-level toy model), ``min_count`` (occurrences for reward 1; an integer >= 1, default 1).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.types import Verdict
+from plugins.judges import number_option
 
 
 @hookimpl
@@ -31,7 +32,7 @@ class KeywordJudge:
         if not words:
             raise BadInput("the keyword judge needs --judge-option words=WORD[,WORD...]", param_hint="--judge-option")
         self.words = words
-        self.min_count = int(options.pop("min_count", 1))
+        self.min_count = number_option(options, "min_count", 1, "keyword", kind=int, low=1)
         self.match = options.pop("match", "word")
         if self.match not in ("word", "substring"):
             raise BadInput(f"keyword judge: match={self.match!r}; valid: word, substring", param_hint="--judge-option")

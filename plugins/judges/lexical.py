@@ -1,7 +1,7 @@
 """Judge ``lexical``: ROUGE-L F-measure over lower-cased words, reward = F >= threshold.
 
 Deterministic and dependency-free; used by tests and as a transparent baseline.
-Options: ``threshold`` (default 0.25).
+Options: ``threshold`` (default 0.25, in [0, 1]).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
 from harness.types import Verdict
+from plugins.judges import number_option
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -48,7 +49,7 @@ class LexicalJudge:
 
     def __init__(self, options=None, arms=None):
         options = dict(options or {})
-        self.threshold = float(options.pop("threshold", 0.25))
+        self.threshold = number_option(options, "threshold", 0.25, "lexical", low=0, high=1)
         if options:
             raise BadInput(f"unknown lexical judge options {sorted(options)}; valid: threshold",
                                      param_hint="--judge-option")

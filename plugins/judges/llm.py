@@ -21,12 +21,14 @@ included; its server URLs are not part of the recorded config.
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 
 from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
 from harness.types import GenRequest, Verdict
+from plugins.judges import flag_option, number_option
 
 TEMPLATE = """You compare two continuations of the same text. Decide whether the PREDICTED continuation \
 says essentially the same thing as the TRUE continuation.
@@ -77,6 +79,37 @@ def parse_verdict(completion: str) -> int | None:
     return None
 
 
+TEMPLATE_FIELDS = ("prefix_block", "prefix", "reference", "predicted")
+PAIR_TEMPLATE_FIELDS = ("prefix", "first", "second")
+
+
+def read_template(option: str, path: str | None, builtin: str, fields: tuple[str, ...]) -> str:
+    """The template in ``path`` (or ``builtin``), checked now: a missing file, an unreadable one,
+    or braces that are not the named placeholders are one-line errors before any generation."""
+    if not path:
+        return builtin
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"llm judge {option} file not found: {path}", param_hint="--judge-option") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"llm judge {option} file {path}: {exc}", param_hint="--judge-option") from None
+    hint = f"placeholders: {', '.join('{' + f + '}' for f in fields)}; write a literal brace as {{{{ or }}}}"
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise BadInput(f"llm judge {option} {path}: {exc} ({hint})", param_hint="--judge-option") from None
+    unknown = sorted(names - set(fields))
+    if unknown:
+        raise BadInput(f"llm judge {option} {path}: unknown placeholder {{{unknown[0]}}} ({hint})",
+                       param_hint="--judge-option")
+    try:
+        text.format(**{f: "" for f in fields})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise BadInput(f"llm judge {option} {path}: {exc} ({hint})", param_hint="--judge-option") from None
+    return text
+
+
 def parse_choice(completion: str) -> float | None:
     """1.0 when the first non-empty line is exactly A, 0.0 for B, None for anything else."""
     for line in completion.splitlines():
@@ -108,15 +141,22 @@ class LLMJudge:
                 raise BadInput(f"judge arm {self.arm.name!r}: {exc.message} (--backend-url applies to the run's "
                                "arms only: give the judge's arm its own url option in the arms file)",
                                param_hint="--judge-option arm") from exc
+        else:  # as the runner does for run arms: the judge's model path (dtype, device) must be valid now
+            from harness.modelspec import ModelSpecError, resolve_path
+
+            try:
+                resolve_path(self.arm)
+            except (BadInput, ModelSpecError) as exc:
+                raise BadInput(f"judge {exc.message}", param_hint="--judge-option arm") from exc  # "judge arm 'x': ..."
         template = options.pop("template", None)
-        self.template = Path(template).read_text() if template else TEMPLATE
+        self.template = read_template("template", template, TEMPLATE, TEMPLATE_FIELDS)
         self.template_source = template or "builtin"
         pair_template = options.pop("pair_template", None)
-        self.pair_template = Path(pair_template).read_text() if pair_template else PAIR_TEMPLATE
+        self.pair_template = read_template("pair_template", pair_template, PAIR_TEMPLATE, PAIR_TEMPLATE_FIELDS)
         self.pair_template_source = pair_template or "builtin"
-        self.max_tokens = int(options.pop("max_tokens", 8))
-        self.include_prefix = str(options.pop("include_prefix", "false")).lower() in ("1", "true", "yes")
-        self.chat = str(options.pop("chat", "false")).lower() in ("1", "true", "yes")
+        self.max_tokens = number_option(options, "max_tokens", 8, "llm", kind=int, low=1)
+        self.include_prefix = flag_option(options, "include_prefix", False, "llm")
+        self.chat = flag_option(options, "chat", False, "llm")
         if options:
             raise BadInput(
                 f"unknown llm judge options {sorted(options)}; valid: arm, template, pair_template, max_tokens, "
