@@ -199,7 +199,8 @@ def test_killed_rlmt_resumes_to_the_same_weights(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         rlmt.train(setup(tmp_path, "cut", save_every=2), cfg, LETTER_E)
     assert (tmp_path / "cut" / ".train_state" / "state.pt").exists()
-    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["complete"] is False
+    assert json.loads((tmp_path / "cut" / ".train_state" / "metrics.json").read_text())["complete"] is False
+    assert not (tmp_path / "cut" / "metrics.json").exists()  # the top level holds only finished files
     monkeypatch.setattr(KeywordJudge, "judge", real)
     cut = rlmt.train(setup(tmp_path, "cut", save_every=2), cfg, LETTER_E)
     a = json.loads((whole.root / "metrics.json").read_text())

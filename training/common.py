@@ -2,29 +2,21 @@
 ``hf`` backend on the live policy, prefix/suffix examples, resume state, and the checkpoint
 (HF format, usable as ``--arm DIR``) with its lineage and metrics.
 
-A stage's output directory holds, when finished: the model and tokenizer files, ``lineage.json``
-(stage, parent arm and its own lineage, config, data hash, versions) and ``metrics.json``.
-While training, ``.train_state/`` holds the latest resume point (model, optimiser, step, metrics);
-a rerun with the same config continues from it, a different config is refused.
+The output directory (``Output``, resume points and the atomic final checkpoint) lives in
+``training/output.py`` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import click
 
 from harness.errors import BadInput
-
-LINEAGE = "lineage.json"
-METRICS = "metrics.json"
-STATE_DIR = ".train_state"
+from training.output import (LINEAGE, METRICS, STATE_DIR, Output, config_digest, lineage_chain,  # noqa: F401
+                             save_due)
 
 
 @dataclass
@@ -40,7 +32,8 @@ class Setup:
     seed: int = field(default=0, metadata={"help": "Seed for data order, sampling and tie-breaks."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto."})
     dtype: str = field(default="float32", metadata={"help": "Master weight dtype (bf16 autocast is used on CUDA)."})
-    save_every: int = field(default=50, metadata={"help": "Steps between resume points (0: only at the end)."})
+    save_every: int = field(default=50, metadata={"help": "Steps between resume points; the last step is always "
+                                                          "one (0: only the last)."})
     log_every: int = field(default=1, metadata={"help": "Steps between printed log lines."})
 
 
@@ -242,127 +235,16 @@ def data_fingerprint(data: str, sample: str = "chunks") -> dict:
     return {"source": data, "sha256": None, "note": "Hub dataset: pinned by id only"}
 
 
-# -- output, lineage, resume ------------------------------------------------------------------
-def config_digest(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def input_fingerprints(setup: Setup, sample: str, arms_file=None) -> dict:
+    """The training inputs' content, for the resume check: the data file's sha256 and the arm's
+    local model fingerprint (None for Hub ids and presets), so a resume after the data were edited
+    or the parent checkpoint was retrained in place is refused instead of mixing the two."""
+    from harness.arms import load_arms, resolve_arm
+    from harness.fingerprint import model_fingerprint
+    from harness.modelspec import resolve_path
 
-
-def _versions() -> dict:
-    from harness.runner import _versions as v
-
-    return v()
-
-
-class Output:
-    """The stage's output directory: resume state, metrics, and the final checkpoint."""
-
-    def __init__(self, out: str, stage: str, config: dict):
-        if not out:
-            raise BadInput("--out is required (the directory the new checkpoint is written to)", param_hint="--out")
-        self.root = Path(out)
-        self.stage = stage
-        self.config = config
-        self.digest = config_digest(config)
-        lineage = self.root / LINEAGE
-        if lineage.exists():
-            old = json.loads(lineage.read_text())
-            if old.get("config_digest") == self.digest:
-                self.finished = True
-                return
-            raise BadInput(f"{self.root} already holds a finished {old.get('stage')} checkpoint with another config; "
-                           "use another --out", param_hint="--out")
-        ours = (self.root / STATE_DIR).exists() or (self.root / METRICS).exists()
-        if self.root.exists() and any(self.root.iterdir()) and not ours:
-            raise BadInput(f"{self.root} exists and is not a training output; use another --out", param_hint="--out")
-        self.finished = False
-
-    def load_state(self):
-        """(step, metrics, model state, optimiser state) of the last resume point, or None."""
-        import torch
-
-        path = self.root / STATE_DIR / "state.pt"
-        if not path.exists():
-            return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config_digest"] != self.digest:
-            diff = sorted(k for k in set(state["config"]) | set(self.config)
-                          if state["config"].get(k) != self.config.get(k))
-            raise BadInput(f"{self.root} holds an unfinished {state['stage']} run with another config (differs in: "
-                           f"{', '.join(diff)}); use another --out or the same settings", param_hint="--out")
-        return state
-
-    def resume(self, policy: Policy, optimizer, total_steps: int) -> tuple[int, dict | None]:
-        """Load the last resume point into the policy and optimiser: (step, metrics), or (0, None)."""
-        state = self.load_state()
-        if state is None:
-            return 0, None
-        policy.unwrapped().load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        echo(policy, f"resuming {self.stage} at step {state['step']}/{total_steps} from {self.root}")
-        return state["step"], state["metrics"]
-
-    def save_state(self, policy: Policy, optimizer, step: int, metrics: dict) -> None:
-        """Write the resume point atomically (main process only)."""
-        import torch
-
-        if not policy.is_main:
-            return
-        d = self.root / STATE_DIR
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f"state.pt.tmp{os.getpid()}"
-        torch.save({"stage": self.stage, "config": self.config, "config_digest": self.digest, "step": step,
-                    "metrics": metrics, "model": policy.unwrapped().state_dict(),
-                    "optimizer": optimizer.state_dict()}, tmp)
-        os.replace(tmp, d / "state.pt")
-        self.write_json(METRICS, dict(metrics, complete=False))
-
-    def write_json(self, name: str, obj) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-        os.replace(tmp, self.root / name)
-
-    def finish(self, policy: Policy, metrics: dict, data: dict) -> None:
-        """Save the checkpoint, then ``metrics.json``, then ``lineage.json`` last (its presence
-        marks the output finished), then drop the resume state."""
-        policy.accelerator.wait_for_everyone()
-        if not policy.is_main:
-            return
-        model = policy.unwrapped()
-        model.save_pretrained(self.root)
-        policy.tokenizer.save_pretrained(self.root)
-        self.write_json(METRICS, dict(metrics, complete=True))
-        parent = policy.parent
-        parent_lineage = None
-        parent_dir = Path(parent.model).expanduser()
-        if (parent_dir / LINEAGE).is_file():
-            parent_lineage = json.loads((parent_dir / LINEAGE).read_text())
-        from harness.runner import _git_sha
-
-        self.write_json(LINEAGE, {
-            "stage": self.stage,
-            "parent": {"arm": parent.name, "model": parent.model, "lineage": parent_lineage},
-            "arm_settings": {k: v for k, v in asdict(parent).items() if k not in ("name", "model", "device", "dtype")},
-            "config": self.config, "config_digest": self.digest, "data": data,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": _git_sha(), "versions": _versions(),
-        })
-        shutil.rmtree(self.root / STATE_DIR, ignore_errors=True)
-
-
-def lineage_chain(path: str) -> list[str]:
-    """The stages from the base model to the checkpoint at ``path``, e.g. ['random:tiny-qwen3', 'dpo', 'sft']."""
-    lineage_path = Path(path) / LINEAGE
-    if not lineage_path.is_file():
-        return [path]
-    chain = []
-    node = json.loads(lineage_path.read_text())
-    while node is not None:
-        chain.append(node["stage"])
-        parent = node["parent"]
-        node = parent.get("lineage")
-        if node is None:
-            chain.append(parent["model"])
-    return chain[::-1]
+    fp = model_fingerprint(*resolve_path(resolve_arm(setup.arm, load_arms(arms_file))))
+    return {"data_sha256": data_fingerprint(setup.data, sample)["sha256"], "arm_fingerprint": fp and fp["sha"]}
 
 
 def log_line(step: int, total: int, row: dict, keys: list[str]) -> str:

@@ -15,8 +15,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from training.common import (Example, Output, Policy, Setup, config_of, data_fingerprint, echo, load_examples,
-                             load_judge, log_line, mean, peak_memory_gib, seeded, step_batch)
+from training.common import (input_fingerprints, Example, Output, Policy, Setup, config_of, data_fingerprint, echo, load_examples,
+                             load_judge, log_line, mean, peak_memory_gib, save_due, seeded, step_batch)
 
 
 @dataclass
@@ -114,7 +114,8 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
     """Run online DPO; returns the finished :class:`Output`."""
     import torch
 
-    config = dict(config_of(setup, cfg), stage="dpo", judge_options=judge_options)
+    config = dict(config_of(setup, cfg), stage="dpo", judge_options=judge_options,
+                  **input_fingerprints(setup, "chunks", arms_file))
     out = Output(setup.out, "dpo", config)
     if out.finished:
         return out
@@ -218,7 +219,7 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
                                                             "invalid_rate", "pairs", "step_s"]))
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             evaluate(step + 1)
-        if setup.save_every and (step + 1) % setup.save_every == 0 and step + 1 < cfg.steps:
+        if save_due(step + 1, cfg.steps, setup.save_every):  # always after the last step
             out.save_state(policy, opt, step + 1, metrics)
     if not metrics["evals"] or metrics["evals"][-1]["step"] != cfg.steps:
         evaluate(cfg.steps)

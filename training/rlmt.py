@@ -16,8 +16,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from training.common import (Output, Policy, Setup, config_of, data_fingerprint, echo, is_artifact, load_examples,
-                             load_judge, log_line, mean, peak_memory_gib, seeded, step_batch)
+from training.common import (input_fingerprints, Output, Policy, Setup, config_of, data_fingerprint, echo, is_artifact, load_examples,
+                             load_judge, log_line, mean, peak_memory_gib, save_due, seeded, step_batch)
 
 
 @dataclass
@@ -114,7 +114,8 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
 
     from harness.types import JudgePair
 
-    config = dict(config_of(setup, cfg), stage="rlmt", judge_options=judge_options)
+    config = dict(config_of(setup, cfg), stage="rlmt", judge_options=judge_options,
+                  **input_fingerprints(setup, "interleaved", arms_file))
     out = Output(setup.out, "rlmt", config)
     if out.finished:
         return out
@@ -183,7 +184,7 @@ def train(setup: Setup, cfg: RLMTConfig, judge_options: dict, arms_file=None) ->
         if setup.log_every and (step + 1) % setup.log_every == 0:
             echo(policy, log_line(step + 1, cfg.steps, row, ["reward_mean", "mixed_groups", "invalid_rate", "kl",
                                                             "thought_tokens", "suffix_tokens", "step_s"]))
-        if setup.save_every and (step + 1) % setup.save_every == 0 and step + 1 < cfg.steps:
+        if save_due(step + 1, cfg.steps, setup.save_every):  # always after the last step
             out.save_state(policy, opt, step + 1, metrics)
     metrics["summary"] = summarize(metrics, policy)
     out.finish(policy, metrics, dict(data_fingerprint(setup.data, "interleaved"), examples=len(examples)))

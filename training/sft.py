@@ -21,8 +21,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from harness.errors import BadInput
-from training.common import (Output, Policy, Setup, config_of, data_fingerprint, echo, log_line, mean,
-                             peak_memory_gib, repetition_rate, seeded)
+from training.common import (input_fingerprints, Output, Policy, Setup, config_of, data_fingerprint, echo, log_line, mean,
+                             peak_memory_gib, repetition_rate, save_due, seeded)
 
 TEXT, THOUGHT = 0, 1
 
@@ -185,7 +185,7 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
 
     import torch
 
-    config = dict(config_of(setup, cfg), stage="sft")
+    config = dict(config_of(setup, cfg), stage="sft", **input_fingerprints(setup, "interleaved", arms_file))
     out = Output(setup.out, "sft", config)
     if out.finished:
         return out
@@ -270,7 +270,7 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
             echo(policy, log_line(step + 1, steps, row, ["loss", "grad_norm", "throughput_tok_s", "step_s"]))
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < steps:
             evaluate(step + 1)
-        if setup.save_every and (step + 1) % setup.save_every == 0 and step + 1 < steps:
+        if save_due(step + 1, steps, setup.save_every):  # always after the last step
             out.save_state(policy, opt, step + 1, metrics)
     evaluate(steps)
     first, last = metrics["evals"][0], metrics["evals"][-1]
