@@ -8,20 +8,11 @@ import sys
 import click
 
 from harness.errors import BadInput
+from harness.options import parse_kv
 
 from harness import __version__
 from harness.plugins import get_plugin_manager, plugin_summary, registry
 from harness.redact import redact_text
-
-
-def _kv(values, param_hint):
-    out = {}
-    for v in values:
-        if "=" not in v:
-            raise BadInput(f"expected KEY=VALUE, got {v!r}", param_hint=param_hint)
-        k, _, val = v.partition("=")
-        out[k.strip()] = val
-    return out
 
 
 class FiniteFloat(click.FloatRange):
@@ -111,11 +102,11 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
 
     execute(dict(
         eval_name=eval_name, arm_names=arm_names or ("smollm2-135m",), arms_file=arms_file,
-        interventions=interventions, task_names=task_names, task_options=_kv(task_option, "--task-option"),
-        data_file=data_file, judge_name=judge_name, judge_options=_kv(judge_option, "--judge-option"),
+        interventions=interventions, task_names=task_names, task_options=parse_kv(task_option, "--task-option"),
+        data_file=data_file, judge_name=judge_name, judge_options=parse_kv(judge_option, "--judge-option"),
         samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
         suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        options=_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out, quiet=quiet, argv=sys.argv))
+        options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out, quiet=quiet, argv=sys.argv))
 
 
 @cli.command(name="list")

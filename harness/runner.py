@@ -6,42 +6,21 @@ happens before the run directory is created, so a run that fails validation leav
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import time
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 
 import click
 
-from harness import __version__
 from harness.arms import load_arms, resolve_arm
 from harness.errors import BadInput
 from harness.fingerprint import items_sha, model_fingerprint
 from harness.modelspec import ModelSpecError, resolve_path
 from harness.pipeline import RunContext
 from harness.plugins import registry
+from harness.provenance import git_sha, versions
 from harness.redact import redact, redact_argv
 from harness.store import SAMPLES, THOUGHTS, RunStore, config_hash
-
-
-def _git_sha() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict:
-    out = {"python": platform.python_version(), "harness": __version__}
-    for dist in ("torch", "transformers", "tokenizers", "numpy", "scipy", "pluggy", "click"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _fingerprint(arm) -> dict | None:
@@ -190,7 +169,7 @@ def execute(p: dict) -> None:
     out = Path(p["out"] or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
     store = RunStore(out)
     manifest = {"record_type": getattr(eval_cls, "record_type", eval_cls.name), "config": config,
-                "command": redact_argv(list(p["argv"])), "versions": _versions(), "git_sha": _git_sha(),
+                "command": redact_argv(list(p["argv"])), "versions": versions(), "git_sha": git_sha(),
                 "fingerprints": redact({k: v for k, v in fingerprints.items() if v}),
                 "item_ids": [i.id for i in items], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     resuming = store.open(manifest, [{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster,

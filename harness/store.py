@@ -26,7 +26,6 @@ from pathlib import Path
 
 import click
 
-from harness.errors import BadInput
 
 SAMPLES = "samples.jsonl"
 THOUGHTS = "thoughts.jsonl"

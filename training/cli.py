@@ -34,7 +34,7 @@ def _split(params: dict, *classes):
 
 
 def _kv(values) -> dict:
-    from harness.cli import _kv as kv
+    from harness.options import parse_kv as kv
 
     return kv(values, "--judge-option")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 
 from harness.errors import BadInput
+from harness.provenance import git_sha, versions
 
 LINEAGE = "lineage.json"
 METRICS = "metrics.json"
@@ -64,33 +65,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def code_versions() -> dict:
-    """Python, harness and library versions for the lineage."""
-    import platform
-    from importlib import metadata
-
-    from harness import __version__
-
-    out = {"python": platform.python_version(), "harness": __version__}
-    for dist in ("torch", "transformers", "tokenizers", "numpy", "scipy", "pluggy", "click", "accelerate"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_sha() -> str | None:
-    """The checkout's commit, or None outside a git checkout."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 class Output:
@@ -212,7 +186,7 @@ class Output:
             "parent": {"arm": parent.name, "model": parent.model, "lineage": parent_lineage},
             "arm_settings": {k: v for k, v in asdict(parent).items() if k not in ("name", "model", "device", "dtype")},
             "config": self.config, "config_digest": self.digest, "data": data,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": git_sha(), "versions": code_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": git_sha(), "versions": versions(),
         }
 
     def finish(self, policy, metrics: dict, data: dict) -> None:
