@@ -11,7 +11,7 @@ from harness.errors import BadInput
 from harness.options import parse_kv
 
 from harness import __version__
-from harness.plugins import get_plugin_manager, plugin_summary, registry
+from harness.plugins import broken_plugins, get_plugin_manager, plugin_summary, registry
 from harness.redact import redact_text
 
 
@@ -98,15 +98,16 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
         samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, max_new_tokens, options,
         backend_name, backend_urls, out, quiet):
     """Run an eval on one or more arms; rerunning resumes and skips finished records."""
-    from harness.runner import execute
+    from harness.runner import RunRequest, execute
 
-    execute(dict(
+    execute(RunRequest(
         eval_name=eval_name, arm_names=arm_names or ("smollm2-135m",), arms_file=arms_file,
         interventions=interventions, task_names=task_names, task_options=parse_kv(task_option, "--task-option"),
         data_file=data_file, judge_name=judge_name, judge_options=parse_kv(judge_option, "--judge-option"),
         samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
         suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out, quiet=quiet, argv=sys.argv))
+        options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out,
+        quiet=quiet, argv=tuple(sys.argv)))
 
 
 @cli.command(name="list")
@@ -122,7 +123,15 @@ def list_(kind, arms_file):
         return
     reg = registry(kind)
     for name in reg.names():
-        click.echo(f"{name:<24} {getattr(reg.classes[name], 'description', '')}  [{reg.sources[name]}]")
+        cls = reg.classes[name]
+        click.echo(f"{name:<24} {cls.description}  [{reg.sources[name]}]")
+        for opt in getattr(cls, "options", ()) if kind == "judges" else ():
+            click.echo(f"{'':<26}{opt.describe()}")
+    for name, why in sorted(reg.refused.items()):
+        click.echo(f"{name:<24} BROKEN: {why}")
+    broken = [b for b in broken_plugins() if b["error"].startswith("import failed")]
+    for b in broken:
+        click.echo(f"{'(plugin ' + b['name'] + ')':<24} BROKEN: {b['error']} (dist {b['dist']})")
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from harness.checks import check_completions, check_thoughts, check_verdicts
 from harness.seeding import derive_seed
 from harness.store import SAMPLES, THOUGHTS, RunStore
 from harness.types import Arm, GenRequest, Item, JudgePair, Thought
@@ -74,6 +75,7 @@ class ArmContext:
         bar = self.bar(desc, sum(r.n for r in requests))
         start = time.perf_counter()
         outs = self.backend.generate(requests, progress=bar.update)
+        check_completions(self.arm.backend, requests, outs)
         self.run.stats["generation_s"] += time.perf_counter() - start
         self.run.stats["generated_tokens"] += sum(len(c.token_ids) for o in outs for c in o)
         return outs
@@ -140,6 +142,7 @@ def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> N
             for start in range(0, len(missing), chunk_items * 4):
                 part = missing[start:start + chunk_items * 4]
                 new = plugin.thoughts(actx, part, samples, needed)
+                check_thoughts(cond, new, part, samples)  # nothing of a bad return is written
                 # samples already stored (a write cut by a kill) are kept as stored, not written twice
                 ctx.store.append([_thought_row(arm.name, cond, i.id, s, t) for i in part
                                   for s, t in enumerate(new[i.id]) if s not in stored.get(i.id, {})], THOUGHTS)
@@ -176,6 +179,7 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
             for (item, s), comp in zip(groups[k], out)]
     judge_bar = actx.bar(f"{arm.name} {cond}: judging", len(flat))
     verdicts = run.judge.judge([JudgePair(comp.text, item.suffix, item.prefix) for _, (item, _s), comp, _ in flat])
+    check_verdicts(cfg["judge"]["name"], verdicts, len(flat))
     judge_bar.update(len(flat))
     rows = []
     for (k, (item, s), comp, lp), v in zip(flat, verdicts):

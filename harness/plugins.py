@@ -1,21 +1,30 @@
 """Plugin manager: loads built-in plugins and installed ones from the ``harness`` entry points.
 
-``HARNESS_LOAD_PLUGINS`` (comma-separated distribution or module names) restricts which
-installed plugins load; set it to an empty string to load only the built-ins.
+- ``HARNESS_LOAD_PLUGINS`` (comma-separated distribution, entry-point or module names) restricts
+  which installed plugins load (an empty string: built-ins only); ``HARNESS_DISABLE_PLUGINS``
+  skips the ones it names. Names compare PEP 503-normalised; a name that matches nothing warns.
+- A plugin that fails to import, or registers a class that breaks the contract of its kind
+  (:mod:`harness.protocols`), is listed as broken by ``harness plugins`` with the reason; the
+  other plugins work, and only a command that asks for what it would have provided fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import os
+import re
+import traceback
 
 import click
-
-from harness.errors import BadInput
 import pluggy
 
-from harness import hookspecs
+from harness import __version__, hookspecs
+from harness.errors import BadInput
+from harness.protocols import KINDS as CONTRACT
+from harness.protocols import missing_members
 
 DEFAULT_PLUGINS = (
     "plugins.evals.reward_gate",
@@ -43,19 +52,38 @@ DEFAULT_PLUGINS = (
     "training.data_cli",
     "training.cli",
 )
+DIST = "thought-harness"  # the distribution of the built-in plugins
 
-KINDS = ("evals", "interventions", "backends", "judges", "tasks", "report_sections")
+KINDS = tuple(CONTRACT)
 
 _pm: pluggy.PluginManager | None = None
 _registries: dict[str, "Registry"] | None = None
+_broken: list[dict] = []  # plugins that failed to load or register: name, dist, error
+_dists: dict[str, tuple[str, str | None]] = {}  # plugin name -> (distribution, version)
 
 
 class PluginError(click.ClickException):
     """A plugin could not be loaded or registered."""
 
 
+def normalise(name: str) -> str:
+    """PEP 503 normalisation: ``Harness_My.Plugin`` -> ``harness-my-plugin``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _entry_points():
     return importlib.metadata.entry_points(group="harness")
+
+
+def _env_names(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    return None if value is None else {normalise(a.strip()) for a in value.split(",") if a.strip()}
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame of ``exc``'s traceback outside importlib."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -65,21 +93,33 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _pm
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
+    _broken.clear()
+    _dists.clear()
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name)
-    allowed = os.environ.get("HARNESS_LOAD_PLUGINS")
-    allow = None if allowed is None else {a.strip() for a in allowed.split(",") if a.strip()}
+        _dists[name] = (DIST, __version__)
+    allow, deny = _env_names("HARNESS_LOAD_PLUGINS"), _env_names("HARNESS_DISABLE_PLUGINS") or set()
+    matched: set[str] = set()
     for ep in _entry_points():
         dist = ep.dist.name if ep.dist is not None else ep.name
-        if allow is not None and not ({dist, ep.name, ep.value} & allow):
+        version = getattr(ep.dist, "version", None) if ep.dist is not None else None
+        names = {normalise(n) for n in (dist, ep.name, ep.value)}
+        matched |= names
+        if (allow is not None and not names & allow) or names & deny:
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # a broken third-party plugin should say who it is
-            raise PluginError(f"could not load plugin {ep.name!r} from {dist}: {exc}") from exc
+        except Exception as exc:  # a broken third-party plugin is listed, not fatal
+            _broken.append({"name": ep.name, "dist": dist, "version": version, "module": ep.value,
+                            "error": f"import failed at {_where(exc)}: {type(exc).__name__}: {exc}"})
+            continue
         if pm.is_registered(module) or pm.has_plugin(ep.name):
             continue
         pm.register(module, ep.name)
+        _dists[ep.name] = (dist, version)
+    for var, names in (("HARNESS_LOAD_PLUGINS", allow or set()), ("HARNESS_DISABLE_PLUGINS", deny)):
+        for name in sorted(names - matched):
+            click.echo(f"warning: {var} names {name!r}, which matches no installed plugin", err=True)
     _pm = pm
     return pm
 
@@ -91,38 +131,92 @@ def reset() -> None:
     _registries = None
 
 
+def _source_sha(cls) -> str | None:
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        return None
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
 class Registry:
-    """Named classes of one kind, with their sources, built from one hook."""
+    """Named classes of one kind, with their sources, built from one hook and checked against
+    the kind's contract (:mod:`harness.protocols`)."""
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.singular = CONTRACT[kind].singular
         self.classes: dict[str, type] = {}
         self.sources: dict[str, str] = {}
+        self.refused: dict[str, str] = {}  # name -> why (a class that broke the contract)
+
+    def label(self, name: str) -> str:
+        """``intervention 'x' (plugin x, dist harness-x)``: how errors name a plugin's class."""
+        source = self.sources.get(name, "?")
+        dist = _dists.get(source, (source, None))[0]
+        return f"{self.singular} {name!r} (plugin {source}, dist {dist})"
 
     def add(self, cls: type, source: str) -> None:
         name = getattr(cls, "name", None)
+        dist = _dists.get(source, (source, None))[0]
         if not isinstance(name, str) or not name:
-            raise PluginError(f"{source} registered a {self.kind[:-1]} class without a name: {cls!r}")
+            return self._refuse(f"<unnamed {getattr(cls, '__name__', cls)!r}>", source, "has no 'name'")
         if name in self.classes:
-            raise PluginError(
-                f"duplicate {self.kind[:-1]} name {name!r}: registered by {self.sources[name]} "
-                f"and by {source}"
-            )
+            raise PluginError(f"duplicate {self.singular} name {name!r}: registered by {self.sources[name]} "
+                              f"and by {source}")
+        problems = missing_members(cls, self.kind)
+        if problems:
+            if source in DEFAULT_PLUGINS:  # a built-in that breaks the contract is a bug here
+                raise PluginError(f"built-in {self.singular} {name!r} ({source}): {'; '.join(problems)}")
+            return self._refuse(name, source, "; ".join(problems), dist)
         self.classes[name] = cls
         self.sources[name] = source
+
+    def _refuse(self, name: str, source: str, why: str, dist: str | None = None) -> None:
+        dist = dist or _dists.get(source, (source, None))[0]
+        self.refused[name] = f"{self.singular} {name!r} from plugin {source} (dist {dist}) was refused: {why}"
+        _broken.append({"name": source, "dist": dist, "error": self.refused[name]})
+
+    def check_requires(self) -> None:
+        """Refuse interventions whose ``requires`` name an intervention nobody registered."""
+        for name in list(self.classes):
+            unknown = [r for r in getattr(self.classes[name], "requires", ()) if r not in self.classes]
+            if unknown:
+                source = self.sources.pop(name)
+                del self.classes[name]
+                self._refuse(name, source, f"requires unknown intervention(s) {', '.join(map(repr, unknown))} "
+                             f"(known: {', '.join(sorted(self.classes))})")
 
     def names(self) -> list[str]:
         return sorted(self.classes)
 
     def get(self, name: str, param_hint: str | None = None) -> type:
         """Return the class called ``name`` or fail listing the valid names (exit code 2)."""
-        if name not in self.classes:
-            valid = ", ".join(self.names()) or "(none)"
-            raise BadInput(
-                f"unknown {self.kind[:-1]} {name!r}; valid: {valid}",
-                param_hint=param_hint or f"--{self.kind[:-1]}",
-            )
-        return self.classes[name]
+        if name in self.classes:
+            return self.classes[name]
+        hint = param_hint or f"--{self.singular.replace(' ', '-')}"
+        if name in self.refused:
+            raise BadInput(self.refused[name], param_hint=hint)
+        extra = "".join(f"; plugin {b['name']} failed to load ({b['error']})" for b in _broken
+                        if b["error"].startswith("import failed"))
+        for var in ("HARNESS_LOAD_PLUGINS", "HARNESS_DISABLE_PLUGINS"):
+            if os.environ.get(var) is not None:
+                extra += f"; {var}={os.environ[var]!r} is set"
+        valid = ", ".join(self.names()) or "(none)"
+        raise BadInput(f"unknown {self.singular} {name!r}; valid: {valid}{extra}", param_hint=hint)
+
+    def provenance(self, name: str) -> dict:
+        """Where the class called ``name`` comes from, for the manifest and the config hash:
+        plugin, distribution and version, and for third-party plugins a hash of its module's source."""
+        source = self.sources[name]
+        dist, version = _dists.get(source, (source, None))
+        out = {"plugin": source, "dist": dist, "version": version}
+        if dist != DIST:
+            out["source_sha"] = _source_sha(self.classes[name])
+        return out
 
 
 def registries() -> dict[str, Registry]:
@@ -134,11 +228,18 @@ def registries() -> dict[str, Registry]:
     regs = {}
     for kind in KINDS:
         reg = Registry(kind)
-        hook = getattr(pm.hook, f"register_{kind}")
+        hook = getattr(pm.hook, CONTRACT[kind].hook)
         for impl in hook.get_hookimpls():
             source = impl.plugin_name
-            impl.function(lambda cls, _s=source, _r=reg: _r.add(cls, _s))
+            try:
+                impl.function(lambda cls, _s=source, _r=reg: _r.add(cls, _s))
+            except PluginError:
+                raise
+            except Exception as exc:  # the hook itself raised: that plugin is broken, the rest work
+                _broken.append({"name": source, "dist": _dists.get(source, (source,))[0],
+                                "error": f"{CONTRACT[kind].hook} failed at {_where(exc)}: {type(exc).__name__}: {exc}"})
         regs[kind] = reg
+    regs["interventions"].check_requires()
     _registries = regs
     return regs
 
@@ -147,18 +248,28 @@ def registry(kind: str) -> Registry:
     return registries()[kind]
 
 
+def broken_plugins() -> list[dict]:
+    """Plugins that failed to import or register, with why."""
+    registries()
+    return list(_broken)
+
+
 def plugin_summary() -> list[dict]:
-    """One row per loaded plugin: its name and what it registers, for ``harness plugins``."""
+    """One row per loaded plugin (what it registers) and per broken one, for ``harness plugins``."""
     regs = registries()
     pm = get_plugin_manager()
     rows = []
     for name, plugin in pm.list_name_plugin():
         provides = {k: sorted(n for n, s in r.sources.items() if s == name) for k, r in regs.items()}
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        dist, version = _dists.get(name, (name, None))
         rows.append({
             "name": name,
             "builtin": name in DEFAULT_PLUGINS,
+            "dist": dist,
+            "version": version,
             "hooks": hooks,
             "provides": {k: v for k, v in provides.items() if v},
         })
+    rows += [dict(b, broken=True) for b in _broken]
     return rows

@@ -7,17 +7,19 @@ happens before the run directory is created, so a run that fails validation leav
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
 
 from harness.arms import load_arms, resolve_arm
+from harness.checks import check_items, checked_config
 from harness.errors import BadInput
 from harness.fingerprint import items_sha, model_fingerprint
 from harness.modelspec import ModelSpecError, resolve_path
 from harness.pipeline import RunContext
 from harness.plugins import registry
+from harness.protocols import member
 from harness.provenance import git_sha, versions
 from harness.redact import redact, redact_argv
 from harness.store import SAMPLES, THOUGHTS, RunStore, config_hash
@@ -44,14 +46,14 @@ def _arm_config(arm, fingerprint: dict | None) -> dict:
 
 def _check_options(options: dict, eval_cls, intervention_classes: list) -> None:
     """Every ``--option`` key is one the eval or a chosen intervention reads (``run_options``)."""
-    known = dict(getattr(eval_cls, "run_options", {}))
+    known = dict(member(eval_cls, "evals", "run_options"))
     for cls in intervention_classes:
-        known.update(getattr(cls, "run_options", {}))
+        known.update(member(cls, "interventions", "run_options"))
     unknown = sorted(set(options) - set(known))
     if unknown:
         valid = ", ".join(f"{k} ({v})" for k, v in sorted(known.items())) or "none for this eval and interventions"
         raise BadInput(f"unknown option {unknown[0]!r}; valid: {valid}", param_hint="--option")
-    check = getattr(eval_cls, "check_options", None)
+    check = member(eval_cls, "evals", "check_options")
     if check is not None:
         check(options)
 
@@ -92,6 +94,7 @@ def load_items(task_names: list[str], options: dict, data_file, limit) -> tuple[
         plugin, colon, arg = name.partition(":")
         task = reg.get(plugin, "--task")(dict(per_task[name], **({"name": arg} if colon else {})))
         mine = task.items()
+        check_items(name, mine)
         mine = mine[:limit] if limit else mine
         clash = {i.id for i in mine} & set(seen)
         if clash:
@@ -99,58 +102,110 @@ def load_items(task_names: list[str], options: dict, data_file, limit) -> tuple[
                            f"(e.g. {sorted(clash)[0]!r})", param_hint="--task")
         seen.update({i.id: name for i in mine})
         items += mine
-        configs.append(task.config())
+        configs.append(checked_config("tasks", name, task.config()))
     return items, configs
 
 
-def execute(p: dict) -> None:
-    started = time.time()
-    if p["out"]:
-        RunStore(p["out"]).check_target()  # a file, or a directory of other things: refused before any work
-    eval_cls = registry("evals").get(p["eval_name"], "--plugin")
-    defaults = dict(eval_cls.defaults)
-    arms_table = load_arms(p["arms_file"])
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``harness run`` was asked for, as given on the command line (None: the eval's default)."""
+
+    eval_name: str = "thought_probe"
+    arm_names: tuple[str, ...] = ("smollm2-135m",)
+    arms_file: str | None = None
+    interventions: tuple[str, ...] = ()
+    task_names: tuple[str, ...] = ()
+    task_options: dict = field(default_factory=dict)
+    data_file: str | None = None
+    judge_name: str | None = None
+    judge_options: dict = field(default_factory=dict)
+    samples: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    thought_max_tokens: int | None = None
+    suffix_max_tokens: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    options: dict = field(default_factory=dict)
+    backend_name: str | None = None
+    backend_urls: tuple[str, ...] = ()
+    out: str | None = None
+    quiet: bool = False
+    argv: tuple[str, ...] = ()
+
+
+def _resolve_arms(p: RunRequest, arms_table: dict) -> list:
+    """Each ``--arm`` resolved, put on ``--backend``/``--backend-url`` if given, and checked by its
+    backend (server backends) or for its model path, before anything is written."""
+    backends = registry("backends")
     arms = []
-    for name in p["arm_names"]:
+    for name in p.arm_names:
         arm = resolve_arm(name, arms_table)
-        if p.get("backend_name"):
-            arm = replace(arm, backend=p["backend_name"])
-        backend_cls = registry("backends").get(arm.backend, "--backend" if p.get("backend_name") else "backend")
-        if p.get("backend_urls"):
-            if not getattr(backend_cls, "takes_url", False):
+        if p.backend_name:
+            arm = replace(arm, backend=p.backend_name)
+        backend_cls = backends.get(arm.backend, "--backend" if p.backend_name else "backend")
+        if p.backend_urls:
+            if not member(backend_cls, "backends", "takes_url"):
                 raise BadInput(f"arm {arm.name!r} uses backend {arm.backend!r}, which takes no server URL",
                                param_hint="--backend-url")
-            arm = replace(arm, options={**arm.options, "urls": list(p["backend_urls"])})
-        # the backend's own check of the arm (server backends), else: the model path must exist
-        (getattr(backend_cls, "check", None) or resolve_path)(arm)
+            arm = replace(arm, options={**arm.options, "urls": list(p.backend_urls)})
+        (member(backend_cls, "backends", "check") or resolve_path)(arm)
         if arm.name in {a.name for a in arms}:
             raise BadInput(f"arm {arm.name!r} given twice", param_hint="--arm")
         arms.append(arm)
+    return arms
+
+
+def _plugins_used(eval_name, interventions, judge_name, task_names, arms) -> dict:
+    """Provenance of every plugin the run uses (part of the config: changed plugin code is a
+    different run)."""
+    prov = {"eval": registry("evals").provenance(eval_name),
+            "interventions": {n: registry("interventions").provenance(n) for n in interventions},
+            "tasks": {n: registry("tasks").provenance(n.partition(":")[0]) for n in task_names},
+            "backends": {a.backend: registry("backends").provenance(a.backend) for a in arms}}
+    if judge_name:
+        prov["judge"] = registry("judges").provenance(judge_name)
+    return prov
+
+
+def execute(p: RunRequest) -> None:
+    started = time.time()
+    if p.out:
+        RunStore(p.out).check_target()  # a file, or a directory of other things: refused before any work
+    eval_cls = registry("evals").get(p.eval_name, "--plugin")
+    defaults = dict(eval_cls.defaults)
+    arms_table = load_arms(p.arms_file)
+    arms = _resolve_arms(p, arms_table)
     for key in GEN_KEYS:
-        if p.get(key) is not None and key not in defaults:
+        if getattr(p, key) is not None and key not in defaults:
             takes = ", ".join("--" + k.replace("_", "-") for k in GEN_KEYS if k in defaults)
             raise BadInput(f"eval {eval_cls.name!r} has no {key} setting (it takes {takes})",
                            param_hint="--" + key.replace("_", "-"))
-    interventions = list(p["interventions"] or defaults.get("interventions", ()))
+    interventions = list(p.interventions or defaults.get("interventions", ()))
     ireg = registry("interventions")
     for name in interventions:
         ireg.get(name, "--intervention")
-    _check_options(p["options"], eval_cls, [ireg.classes[n] for n in interventions])
-    judge = None
-    if getattr(eval_cls, "uses_judge", True):
-        judge = registry("judges").get(p["judge_name"] or "embedding", "--judge")(p["judge_options"], arms_table)
-    elif p["judge_name"] or p["judge_options"]:
+    _check_options(p.options, eval_cls, [ireg.classes[n] for n in interventions])
+    judge = judge_name = None
+    if member(eval_cls, "evals", "uses_judge"):
+        judge_name = p.judge_name or "embedding"
+        judge = registry("judges").get(judge_name, "--judge")(p.judge_options, arms_table)
+    elif p.judge_name or p.judge_options:
         raise BadInput(f"eval {eval_cls.name!r} grades its own answers and takes no judge", param_hint="--judge")
-    task_names = list(p["task_names"] or defaults.get("tasks", ("chunks",)))
+    task_names = list(p.task_names or defaults.get("tasks", ("chunks",)))
     if len(set(task_names)) < len(task_names):
         raise BadInput(f"a task is given twice: {', '.join(task_names)}", param_hint="--task")
-    limit = p["limit"] or defaults.get("limit")
-    items, task_configs = load_items(task_names, p["task_options"], p["data_file"], limit)
-    if "swapped" in interventions and len(items) < 2:
-        raise BadInput("the swapped intervention needs at least 2 items", param_hint="--limit")
+    limit = p.limit or defaults.get("limit")
+    items, task_configs = load_items(task_names, p.task_options, p.data_file, limit)
+    for name in interventions:
+        need = member(ireg.classes[name], "interventions", "min_items")
+        if len(items) < need:
+            raise BadInput(f"the {name} intervention needs at least {need} items, the run has {len(items)}",
+                           param_hint="--limit")
 
     def pick(key):
-        return p[key] if p.get(key) is not None else defaults[key]
+        return getattr(p, key) if getattr(p, key) is not None else defaults[key]
 
     fingerprints = {a.name: _fingerprint(a) for a in arms}
     config = redact({
@@ -158,18 +213,19 @@ def execute(p: dict) -> None:
         "arms": [_arm_config(a, fingerprints[a.name]) for a in arms],
         "interventions": interventions,
         "tasks": task_configs,
-        "judge": judge.config() if judge is not None else None,
+        "judge": checked_config("judges", judge_name, judge.config()) if judge is not None else None,
         "samples": pick("samples"),
         "limit": limit,
-        "seed": p["seed"],
+        "seed": p.seed,
         **{k: pick(k) for k in GEN_KEYS if k in defaults},
-        "options": p["options"],
+        "options": p.options,
         "items_sha": items_sha(items),
+        "plugins": _plugins_used(eval_cls.name, interventions, judge_name, task_names, arms),
     })
-    out = Path(p["out"] or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
+    out = Path(p.out or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
     store = RunStore(out)
-    manifest = {"record_type": getattr(eval_cls, "record_type", eval_cls.name), "config": config,
-                "command": redact_argv(list(p["argv"])), "versions": versions(), "git_sha": git_sha(),
+    manifest = {"record_type": member(eval_cls, "evals", "record_type"), "config": config,
+                "command": redact_argv(list(p.argv)), "versions": versions(), "git_sha": git_sha(),
                 "fingerprints": redact({k: v for k, v in fingerprints.items() if v}),
                 "item_ids": [i.id for i in items], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     resuming = store.open(manifest, [{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster,
@@ -192,9 +248,9 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
         """Record each open backend's final info() (device, dtype, server counters), then close it
         (a launched server stops) before the next arm's backend starts."""
         for name, b in list(backends.items()):
-            if hasattr(b, "info"):
+            if member(b, "backends", "info"):
                 resolved[name] = b.info()
-            if hasattr(b, "close"):
+            if member(b, "backends", "close"):
                 b.close()
         backends.clear()
 
@@ -202,12 +258,12 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
         if arm.name not in backends:
             release()  # one arm's model (or server) at a time
             backends[arm.name] = registry("backends").get(arm.backend)(arm)
-            if hasattr(backends[arm.name], "info"):  # device, dtype, model class as actually loaded
+            if member(backends[arm.name], "backends", "info"):  # device, dtype, model class as loaded
                 resolved[arm.name] = backends[arm.name].info()
         return backends[arm.name]
 
-    ctx = RunContext(eval_cls.name, dict(config, options=p["options"]), arms, items, judge, store, ireg.classes,
-                     make_backend, quiet=p["quiet"])
+    ctx = RunContext(eval_cls.name, dict(config, options=p.options), arms, items, judge, store, ireg.classes,
+                     make_backend, quiet=p.quiet)
     try:
         eval_cls().run(ctx)
     except BaseException:

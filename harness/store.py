@@ -26,6 +26,7 @@ from pathlib import Path
 
 import click
 
+from harness.checks import thought_row_problem
 
 SAMPLES = "samples.jsonl"
 THOUGHTS = "thoughts.jsonl"
@@ -274,8 +275,11 @@ class RunStore:
         conditions = set(cfg.get("interventions") or [])
         samples = cfg.get("samples")
         seen: dict[tuple, tuple[int, dict]] = {}
-        out, repeats = [], []
+        out, repeats, unusable = [], [], []
         for n, row in rows:
+            if path.name == THOUGHTS and thought_row_problem(row):
+                unusable.append((n, thought_row_problem(row)))  # dropped: that thought is made again
+                continue
             arm, cond, item, s = record_key(row)
             problem = None
             if arm not in arms:
@@ -297,10 +301,14 @@ class RunStore:
                 continue
             seen[key] = (n, row)
             out.append(row)
-        if repeats and str(path) not in self._warned:
+        if (repeats or unusable) and str(path) not in self._warned:
             self._warned.add(str(path))
-            click.echo(f"warning: {path}: {len(repeats)} exact repeat(s) of earlier records (first at line "
-                       f"{repeats[0]}) counted once", err=True)
+            if repeats:
+                click.echo(f"warning: {path}: {len(repeats)} exact repeat(s) of earlier records (first at line "
+                           f"{repeats[0]}) counted once", err=True)
+            if unusable:
+                click.echo(f"warning: {path}: {len(unusable)} unusable thought row(s) dropped and made again "
+                           f"(line {unusable[0][0]}: {unusable[0][1]})", err=True)
         return out
 
 

@@ -39,8 +39,12 @@ def _module(name, interventions):
     return mod
 
 
-def _cls(name):
-    return type(name.title(), (), {"name": name, "description": f"{name} thought", "requires": ()})
+def _cls(name, **members):
+    def thoughts(self, ctx, items, samples, needed):
+        return {}
+
+    return type(name.title(), (), {"name": name, "description": f"{name} thought", "requires": (),
+                                   "thoughts": thoughts, **members})
 
 
 def test_entry_point_plugin_loads(monkeypatch):

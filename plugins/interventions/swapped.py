@@ -32,6 +32,7 @@ class SwappedThought:
     name = "swapped"
     description = "another item's normal thought from the same arm (seeded derangement)"
     requires = ("normal",)
+    min_items = 2  # a donor from another item
 
     def thoughts(self, ctx, items, samples, needed):
         donor = derangement([i.id for i in ctx.all_items], ctx.seed("swapped-derangement"))

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import click
 
-from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
+from harness.options import Option, parse_options
 from harness.types import Verdict
-from plugins.judges import number_option
 
 
 @hookimpl
@@ -36,14 +35,13 @@ class EmbeddingJudge:
     name = "embedding"
     description = "cosine(MiniLM embeddings of predicted, true suffix) >= threshold; offline default"
 
+    options = (Option("threshold", float, 0.6, "cosine a continuation needs for reward 1", low=-1, high=1),
+               Option("model", str, None, "a local sentence-embedding model directory (default: packaged MiniLM)"),
+               Option("batch_size", int, 64, "texts embedded per batch", low=1))
+
     def __init__(self, options=None, arms=None):
-        options = dict(options or {})
-        self.threshold = number_option(options, "threshold", 0.6, "embedding", low=-1, high=1)
-        self.model_path = options.pop("model", None)
-        self.batch_size = number_option(options, "batch_size", 64, "embedding", kind=int, low=1)
-        if options:
-            raise BadInput(f"unknown embedding judge options {sorted(options)}; valid: threshold, model, batch_size",
-                                     param_hint="--judge-option")
+        o = parse_options(self.options, options or {}, "embedding judge", "--judge-option")
+        self.threshold, self.model_path, self.batch_size = o["threshold"], o["model"], o["batch_size"]
         self._model = None
 
     def config(self) -> dict:

@@ -13,8 +13,8 @@ import re
 
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
+from harness.options import Option, parse_options
 from harness.types import Verdict
-from plugins.judges import number_option
 
 
 @hookimpl
@@ -26,19 +26,16 @@ class KeywordJudge:
     name = "keyword"
     description = "reward 1 when the continuation uses target words (toy objective for checking training)"
 
+    options = (Option("words", str, None, "comma-separated target words", required=True),
+               Option("match", str, "word", "whole words or substrings", choices=("word", "substring")),
+               Option("min_count", int, 1, "occurrences needed for reward 1", low=1))
+
     def __init__(self, options=None, arms=None):
-        options = dict(options or {})
-        words = [w.strip().lower() for w in str(options.pop("words", "")).split(",") if w.strip()]
+        o = parse_options(self.options, options or {}, "keyword judge", "--judge-option")
+        words = [w.strip().lower() for w in o["words"].split(",") if w.strip()]
         if not words:
             raise BadInput("the keyword judge needs --judge-option words=WORD[,WORD...]", param_hint="--judge-option")
-        self.words = words
-        self.min_count = number_option(options, "min_count", 1, "keyword", kind=int, low=1)
-        self.match = options.pop("match", "word")
-        if self.match not in ("word", "substring"):
-            raise BadInput(f"keyword judge: match={self.match!r}; valid: word, substring", param_hint="--judge-option")
-        if options:
-            raise BadInput(f"unknown keyword judge options {sorted(options)}; valid: words, match, min_count",
-                           param_hint="--judge-option")
+        self.words, self.min_count, self.match = words, o["min_count"], o["match"]
         alternatives = "|".join(re.escape(w) for w in words)
         self._pattern = re.compile(rf"\b({alternatives})\b" if self.match == "word" else f"({alternatives})")
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import re
 
-from harness.errors import BadInput
-
 from harness.hookspecs import hookimpl
+from harness.options import Option, parse_options
 from harness.types import Verdict
-from plugins.judges import number_option
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -47,12 +45,10 @@ class LexicalJudge:
     name = "lexical"
     description = "ROUGE-L F of predicted vs true suffix >= threshold; deterministic"
 
+    options = (Option("threshold", float, 0.25, "ROUGE-L F a continuation needs for reward 1", low=0, high=1),)
+
     def __init__(self, options=None, arms=None):
-        options = dict(options or {})
-        self.threshold = number_option(options, "threshold", 0.25, "lexical", low=0, high=1)
-        if options:
-            raise BadInput(f"unknown lexical judge options {sorted(options)}; valid: threshold",
-                                     param_hint="--judge-option")
+        self.threshold = parse_options(self.options, options or {}, "lexical judge", "--judge-option")["threshold"]
 
     def config(self) -> dict:
         return {"name": self.name, "threshold": self.threshold}

@@ -27,8 +27,8 @@ from pathlib import Path
 from harness.errors import BadInput
 
 from harness.hookspecs import hookimpl
+from harness.options import Option, parse_options
 from harness.types import GenRequest, Verdict
-from plugins.judges import flag_option, number_option
 
 TEMPLATE = """You compare two continuations of the same text. Decide whether the PREDICTED continuation \
 says essentially the same thing as the TRUE continuation.
@@ -123,14 +123,20 @@ class LLMJudge:
     name = "llm"
     description = "an arm judges predicted vs true suffix (YES/NO); invalid answers are recorded, not counted"
 
+    options = (Option("arm", str, None, "the judging arm (a name from the arms file, a path or a Hub id)",
+                      required=True),
+               Option("template", str, None, "a judge prompt file with {prefix_block}, {prefix}, {reference}, "
+                      "{predicted} (default: built in)"),
+               Option("pair_template", str, None, "a pairwise prompt file for compare() (default: built in)"),
+               Option("max_tokens", int, 8, "tokens the judge may answer with", low=1),
+               Option("include_prefix", bool, False, "show the judge the prefix too"),
+               Option("chat", bool, False, "send the prompt through the arm's chat template"))
+
     def __init__(self, options=None, arms=None):
         from harness.arms import resolve_arm
 
-        options = dict(options or {})
-        arm = options.pop("arm", None)
-        if arm is None:
-            raise BadInput("the llm judge needs --judge-option arm=NAME", param_hint="--judge-option")
-        self.arm = resolve_arm(arm, arms or {})
+        o = parse_options(self.options, options or {}, "llm judge", "--judge-option")
+        self.arm = resolve_arm(o["arm"], arms or {})
         from harness.plugins import registry
 
         check = getattr(registry("backends").get(self.arm.backend, "--judge-option arm"), "check", None)
@@ -148,20 +154,13 @@ class LLMJudge:
                 resolve_path(self.arm)
             except (BadInput, ModelSpecError) as exc:
                 raise BadInput(f"judge {exc.message}", param_hint="--judge-option arm") from exc  # "judge arm 'x': ..."
-        template = options.pop("template", None)
+        template = o["template"]
         self.template = read_template("template", template, TEMPLATE, TEMPLATE_FIELDS)
         self.template_source = template or "builtin"
-        pair_template = options.pop("pair_template", None)
+        pair_template = o["pair_template"]
         self.pair_template = read_template("pair_template", pair_template, PAIR_TEMPLATE, PAIR_TEMPLATE_FIELDS)
         self.pair_template_source = pair_template or "builtin"
-        self.max_tokens = number_option(options, "max_tokens", 8, "llm", kind=int, low=1)
-        self.include_prefix = flag_option(options, "include_prefix", False, "llm")
-        self.chat = flag_option(options, "chat", False, "llm")
-        if options:
-            raise BadInput(
-                f"unknown llm judge options {sorted(options)}; valid: arm, template, pair_template, max_tokens, "
-                "include_prefix, chat",
-                param_hint="--judge-option")
+        self.max_tokens, self.include_prefix, self.chat = o["max_tokens"], o["include_prefix"], o["chat"]
         self._backend = None
 
     def config(self) -> dict:
