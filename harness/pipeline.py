@@ -52,10 +52,28 @@ class ArmContext:
     def seed(self, *parts) -> int:
         return derive_seed(self.config["seed"], self.arm.name, *parts)
 
-    def prompt_ids(self, item: Item) -> list[int]:
-        """Token ids of the arm's prompt prefix + item prefix, then the open tag."""
+    def prompt_ids(self, item: Item, between: str = "") -> list[int]:
+        """Token ids of the arm's prompt prefix + item prefix, then ``between`` (e.g. an instruction),
+        then the open tag; each piece encoded on its own and concatenated."""
         b = self.backend
-        return b.encode(self.arm.prompt_prefix + item.prefix) + b.encode(self.arm.think_open)
+        extra = b.encode(between) if between else []
+        return b.encode(self.arm.prompt_prefix + item.prefix) + extra + b.encode(self.arm.think_open)
+
+    def sample_thoughts(self, items: list[Item], samples: int, condition: str, between: str = "") -> dict:
+        """The arm's own thoughts: ``samples`` per item, sampled after :meth:`prompt_ids` (with
+        ``between``) at the run's temperature and top_p, each with the seed (item, ``condition``,
+        sample), stopping at the close tag (``closed=True``) or ``thought_max_tokens``. The thought
+        then goes into the standard stage-2 prompt (prefix, open tag, thought, close tag)."""
+        cfg = self.config
+        stop = self.arm.think_close.strip()
+        requests = [GenRequest(self.prompt_ids(item, between), n=samples,
+                               seeds=[self.seed(item.id, condition, s, "thought") for s in range(samples)],
+                               max_new_tokens=cfg["thought_max_tokens"], temperature=cfg["temperature"],
+                               top_p=cfg["top_p"], stop_strings=(stop,) if stop else (), affinity=item.id)
+                    for item in items]
+        outs = self.generate(requests, desc=f"{self.arm.name} {condition}: thoughts")
+        return {item.id: [Thought(c.token_ids, c.text, closed=c.finish_reason == "stop") for c in out]
+                for item, out in zip(items, outs)}
 
     def bar(self, desc: str, add: int):
         """The progress bar called ``desc`` (one per stage and condition), its total grown by ``add``."""

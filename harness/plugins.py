@@ -131,15 +131,25 @@ def reset() -> None:
     _registries = None
 
 
-def _source_sha(cls) -> str | None:
-    try:
-        path = inspect.getsourcefile(cls)
-    except TypeError:
+def _source_sha(*objs) -> str | None:
+    """A hash of the source files that define ``objs`` (a plugin's module, a class)."""
+    paths = set()
+    for obj in objs:
+        path = getattr(obj, "__file__", None)
+        if path is None:
+            try:
+                path = inspect.getsourcefile(obj)
+            except TypeError:
+                path = None
+        if path and os.path.isfile(path):
+            paths.add(path)
+    if not paths:
         return None
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        with open(path, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:16]
 
 
 class Registry:
@@ -215,7 +225,7 @@ class Registry:
         dist, version = _dists.get(source, (source, None))
         out = {"plugin": source, "dist": dist, "version": version}
         if dist != DIST:
-            out["source_sha"] = _source_sha(self.classes[name])
+            out["source_sha"] = _source_sha(get_plugin_manager().get_plugin(source), self.classes[name])
         return out
 
 

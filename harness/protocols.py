@@ -68,7 +68,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         Member("run", "method", "`run(ctx)`: do the work for `ctx` (a `harness.pipeline.RunContext`), "
                "appending records with `ctx.store.append(rows)` and skipping those already stored", True),
         Member("record_type", "attr", "stored in the manifest; report sections decide by it (default: `name`)",
-               default=None, type=(str, type(None))),
+               type=str),
         Member("uses_judge", "attr", "whether `--judge` applies (False: the eval grades its own answers)",
                default=True, type=bool),
         Member("summarize", "method", "`summarize(records, manifest) -> dict`, merged into summary.json; "

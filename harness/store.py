@@ -319,7 +319,9 @@ def describe_difference(old: dict, new: dict) -> str:
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
-        if key == "items_sha":
+        if key == "plugins" and isinstance(a, dict) and isinstance(b, dict):
+            parts += _plugin_changes(a, b)
+        elif key == "items_sha":
             parts.append("the items' content changed (the task data was edited or is another version)")
         elif key == "arms" and isinstance(a, list) and isinstance(b, list):
             olds = {x.get("name"): x for x in a}
@@ -337,3 +339,27 @@ def describe_difference(old: dict, new: dict) -> str:
         else:
             parts.append(f"{key}: {json.dumps(a, default=str)[:60]} -> {json.dumps(b, default=str)[:60]}")
     return "differs in: " + "; ".join(parts)
+
+
+def _plugin_changes(old: dict, new: dict) -> list[str]:
+    """Which plugins' distribution, version or code differ between two configs' ``plugins``."""
+    def flat(d):
+        out = {}
+        for role, entry in d.items():
+            entries = {role: entry} if "dist" in entry else {f"{role[:-1] if role.endswith('s') else role} "
+                                                              f"{name!r}": e for name, e in entry.items()}
+            out.update(entries)
+        return out
+
+    a, b = flat(old), flat(new)
+    parts = []
+    for who in sorted(set(a) | set(b)):
+        x, y = a.get(who) or {}, b.get(who) or {}
+        if x == y:
+            continue
+        if x.get("source_sha") != y.get("source_sha") and x.get("dist") == y.get("dist"):
+            parts.append(f"{who} (dist {y.get('dist')}): its code changed since the records were made (source_sha "
+                         f"{x.get('source_sha')} -> {y.get('source_sha')}); reinstall the old code to resume")
+        else:
+            parts.append(f"{who}: {x.get('dist')} {x.get('version')} -> {y.get('dist')} {y.get('version')}")
+    return parts

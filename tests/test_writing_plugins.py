@@ -98,3 +98,36 @@ def test_run_with_shuffled_intervention(site, tmp_path):
     assert any(shuffled[k] != normal[k] for k in shuffled)  # ... in another order
     by_key = {(r["item_id"], r["sample"]): r for r in shuffled_samples}
     assert all(by_key[k]["thought_tokens"] == len(ids) for k, ids in shuffled.items())
+
+
+QUESTION = ROOT / "docs" / "examples" / "harness-question-thought"
+
+
+def test_doc_shows_the_generating_example():
+    assert (QUESTION / "harness_question_thought.py").read_text().strip() in DOC.read_text()
+
+
+def test_generating_intervention_samples_its_own_thought(tmp_path):
+    """The second worked example, installed and run: its thoughts are sampled after the question
+    (so they differ from normal's with the same seeds), and stage 2 sees the plain prompt."""
+    src = tmp_path / "src"
+    shutil.copytree(QUESTION, src)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--disable-pip-version-check", "--target", str(site), str(src)],
+                   check=True, capture_output=True, text=True, timeout=120)
+    out = tmp_path / "run"
+    result = _harness(["run", "--arm", "tiny-qwen3", "--judge", "lexical", "--intervention", "normal",
+                       "--intervention", "question", "--limit", "2", "--samples", "2", "--thought-max-tokens", "6",
+                       "--suffix-max-tokens", "4", "--quiet", "--out", str(out)], site, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    thoughts = [json.loads(line) for line in (out / "thoughts.jsonl").read_text().splitlines()]
+    asked = [t for t in thoughts if t["condition"] == "question"]
+    assert len(asked) == 4 and all(t["token_ids"] for t in asked)
+    normal = {(t["item_id"], t["sample"]): t["token_ids"] for t in thoughts if t["condition"] == "normal"}
+    assert any(t["token_ids"] != normal[(t["item_id"], t["sample"])] for t in asked)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["plugins"]["interventions"]["question"]["dist"] == "harness-question-thought"
+    bad = _harness(["run", "--arm", "tiny-qwen3", "--judge", "lexical", "--intervention", "question",
+                    "--option", "questoin=hi", "--out", str(tmp_path / "bad")], site, tmp_path)
+    assert bad.returncode == 2 and "question (the text put between" in bad.stderr
