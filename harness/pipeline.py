@@ -17,6 +17,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from harness.checks import check_completions, check_thoughts, check_verdicts
+from harness.protocols import member
 from harness.seeding import derive_seed
 from harness.store import SAMPLES, THOUGHTS, RunStore
 from harness.types import Arm, GenRequest, Item, JudgePair, Thought
@@ -108,7 +109,7 @@ def condition_order(requested: list[str], interventions: dict[str, type]) -> lis
             return
         if name in chain:
             raise ValueError(f"intervention requirement cycle: {' -> '.join(chain + (name,))}")
-        for req in getattr(interventions[name], "requires", ()):
+        for req in member(interventions[name], "interventions", "requires"):
             if req not in interventions:
                 raise ValueError(f"intervention {name!r} requires unknown intervention {req!r}")
             visit(req, chain + (name,))
@@ -156,7 +157,7 @@ def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> N
             have = {k: [v[s] for s in range(samples)] for k, v in stored.items() if len(v) == samples}
             missing = [i for i in ctx.items if i.id not in have]
             plugin = ctx.interventions[cond]()
-            needed = {r: thoughts[r] for r in getattr(plugin, "requires", ())}
+            needed = {r: thoughts[r] for r in member(plugin, "interventions", "requires")}
             for start in range(0, len(missing), chunk_items * 4):
                 part = missing[start:start + chunk_items * 4]
                 new = plugin.thoughts(actx, part, samples, needed)
