@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("lm_eval")
 
 from harness.errors import BadInput  # noqa: E402
-from tasks import lm_eval_bridge  # noqa: E402
+from tasks import lm_eval_bridge, lm_eval_catalogue  # noqa: E402
 from tasks.lm_eval_bridge import LmEvalTask, score_samples  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lm_eval"
@@ -236,10 +236,10 @@ def test_unknown_name_lists_close_matches():
 def test_builtin_names_resolve_to_the_file_lm_evals_index_uses():
     """The fast path (a text scan of lm-eval's task YAMLs) finds the same file as lm-eval's full
     index, for YAML tasks, a Python-class task and names defined in several files."""
-    index = lm_eval_bridge.full_task_manager().task_index  # lm-eval's own TaskManager(), built once
-    root = lm_eval_bridge.builtin_tasks_dir()
+    index = lm_eval_catalogue.full_task_manager().task_index  # lm-eval's own TaskManager(), built once
+    root = lm_eval_catalogue.builtin_tasks_dir()
     for name in ("gsm8k", "gsm8k_cot_self_consistency", "minerva_math_algebra", "squadv2", "arc_easy"):
-        hits = lm_eval_bridge.scan_task_yamls(root, name)
+        hits = lm_eval_catalogue.scan_task_yamls(root, name)
         assert hits and hits[0] == index[name].yaml_path, name
     task = LmEvalTask({"name": "gsm8k"})  # resolves without loading the dataset (the Hub is offline)
     assert task.source == "gsm8k/gsm8k.yaml"
