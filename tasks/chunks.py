@@ -6,9 +6,11 @@ Rows come from a local JSONL/parquet file, a Hub dataset id, or the packaged sam
 words (model-independent, so every arm sees identical items): the suffix is the ``suffix_words``
 words after the first ``prefix_words`` (or after all but the suffix, for shorter texts).
 
-Interleaved-thinking rows (text with ``<think>...</think>`` spans) are split at a thought: the
-prefix ends right before it, thoughts are stripped from prefix and suffix, and the row's own
-thought is kept as ``meta['reference_thought']``.
+Interleaved-thinking rows (text with ``<think>...</think>`` spans, read by
+:func:`tasks.thought_spans.parse_thoughts`, the same parser as ``harness data validate``) are
+split at a thought: the prefix ends right before it, thoughts are stripped from prefix and
+suffix, and the row's own thought is kept as ``meta['reference_thought']``. A row with
+unbalanced or nested tags or an empty thought is a :class:`DataError` naming its file and line.
 
 Options (``--task-option KEY=VALUE``): ``data``, ``split``, ``config``, ``id_column``,
 ``text_column``, ``prefix_column``, ``suffix_column``, ``cluster_column``, ``prefix_words``,
@@ -21,14 +23,14 @@ import re
 from importlib import resources
 
 from harness.errors import BadInput
-
 from harness.hookspecs import hookimpl
 from harness.types import Item
 from tasks.loading import DataError, read_rows, require
+from tasks.thought_spans import CLOSE, OPEN, MalformedThoughts, parse_thoughts
 
 DEFAULTS = dict(data=None, split="train", config=None, id_column="id", text_column="text",
                 prefix_column="prefix", suffix_column="suffix", cluster_column="source",
-                prefix_words=288, suffix_words=96, think_open="<think>", think_close="</think>")
+                prefix_words=288, suffix_words=96, think_open=OPEN, think_close=CLOSE)
 
 
 @hookimpl
@@ -57,24 +59,27 @@ def split_interleaved(text: str, open_tag: str, close_tag: str, prefix_words: in
     """Split an interleaved-thinking text at a thought: (prefix, suffix, that thought).
 
     The chosen thought is the last one starting within ``prefix_words`` words of stripped text
-    (or the first one). Unbalanced or nested tags raise :class:`DataError` naming ``where``."""
-    pattern = re.compile(re.escape(open_tag) + r"(.*?)" + re.escape(close_tag), re.S)
-    spans = list(pattern.finditer(text))
-    leftover = pattern.sub("", text)
-    if not spans or open_tag in leftover or close_tag in leftover or any(open_tag in m.group(1) for m in spans):
-        raise DataError(f"{where}: unbalanced or nested {open_tag}...{close_tag} tags")
-    plain_before = [len(_words(pattern.sub("", text[:m.start()]))) for m in spans]
+    (or the first one). Text that :func:`tasks.thought_spans.parse_thoughts` refuses (unbalanced
+    or nested tags, an empty thought) raises :class:`DataError` naming ``where`` and the problem."""
+    try:
+        parsed = parse_thoughts(text, open_tag, close_tag)
+    except MalformedThoughts as exc:
+        raise DataError(f"{where}: {exc.reason}") from exc
+    thoughts = parsed.thoughts
+    if not thoughts:
+        raise DataError(f"{where}: no {open_tag}...{close_tag} thought to split at")
+    plain_before = [len(_words(parsed.plain(0, t.start))) for t in thoughts]
     eligible = [k for k, w in enumerate(plain_before) if 0 < w <= prefix_words]
     k = eligible[-1] if eligible else next((k for k, w in enumerate(plain_before) if w > 0), None)
     if k is None:
         raise DataError(f"{where}: no thought has text before it to use as a prefix")
-    m = spans[k]
-    prefix = pattern.sub("", text[:m.start()]).strip()
-    suffix_words_all = _words(pattern.sub("", text[m.end():]).strip())
+    t = thoughts[k]
+    prefix = parsed.plain(0, t.start).strip()
+    suffix_words_all = _words(parsed.plain(t.end).strip())
     suffix = "".join(suffix_words_all[:suffix_words]).strip()
     if not suffix:
         raise DataError(f"{where}: no text after the chosen thought to use as a suffix")
-    return re.sub(r"[ \t]+", " ", prefix), re.sub(r"[ \t]+", " ", suffix), m.group(1).strip()
+    return re.sub(r"[ \t]+", " ", prefix), re.sub(r"[ \t]+", " ", suffix), t.content.strip()
 
 
 class ChunksTask:
@@ -97,6 +102,10 @@ class ChunksTask:
             if number is None or number < 1 or isinstance(value, (bool, float)):
                 raise BadInput(f"chunks option {key}={value!r} is not an integer >= 1", param_hint="--task-option")
             self.options[key] = number
+        for key in ("think_open", "think_close"):
+            if not isinstance(self.options[key], str) or not self.options[key]:
+                raise BadInput(f"chunks option {key}={self.options[key]!r} is not a non-empty string",
+                               param_hint="--task-option")
 
     def config(self) -> dict:
         return {"name": self.name, **self.options, "data": self.options["data"] or "package:sample_chunks"}

@@ -43,3 +43,15 @@ def test_duplicate_ids_and_missing_text_name_the_line(tmp_path):
     f.write_text(json.dumps({"id": "a", "body": "x"}) + "\n")
     with pytest.raises(DataError, match=r"d.jsonl:1: missing or empty text column 'text'"):
         ChunksTask({"data": str(f)}).items()
+
+
+def test_interleaved_rows_with_custom_tags(tmp_path):
+    f = tmp_path / "d.jsonl"
+    text = "Rivers carry sand. [[ where to? ]] It reaches the sea at last."
+    f.write_text(json.dumps({"id": "a", "text": text}) + "\n")
+    (item,) = ChunksTask({"data": str(f), "think_open": "[[", "think_close": "]]", "prefix_words": 3}).items()
+    assert (item.prefix, item.suffix, item.meta) == ("Rivers carry sand.", "It reaches the sea at last.",
+                                                     {"reference_thought": "where to?"})
+    (plain,) = ChunksTask({"data": str(f)}).items()  # with the default tags the brackets are text
+    assert plain.meta == {} and "[[ where to? ]]" in plain.prefix + " " + plain.suffix
+

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.types import Completion
+from tasks.chunks import ChunksTask
 from tasks.loading import DataError, read_rows
-from training.interleaved import (MalformedThoughts, audit, augment_rows, check_row, format_audit,
-                                  insertion_points, normalise_ws, parse_segments, strip_thoughts)
+from tasks.thought_spans import MalformedThoughts, Thought, parse_thoughts, strip_thoughts
+from training.interleaved import audit, augment_rows, check_row, format_audit, insertion_points, normalise_ws
 
 RAW = [
     {"id": "a", "source": "s1", "text": "Rivers carry sand to the sea. Waves sort the grains by size. "
@@ -38,12 +39,21 @@ def _read(path):
 
 
 # -- the format --------------------------------------------------------------------------------
-def test_parse_segments_in_order():
+def test_parse_thoughts_spans_offsets_segments_and_plain_text():
     text = "<think>start</think> A b. <think>why c</think> C d."
-    assert parse_segments(text) == [("thought", "start"), ("text", " A b. "), ("thought", "why c"),
-                                    ("text", " C d.")]
-    assert parse_segments("no thoughts here") == [("text", "no thoughts here")]
-    assert parse_segments("x [[t]] y", "[[", "]]") == [("text", "x "), ("thought", "t"), ("text", " y")]
+    parsed = parse_thoughts(text)
+    assert parsed.thoughts == (Thought(0, 20, "start"), Thought(26, 46, "why c"))
+    assert [text[t.start:t.end] for t in parsed.thoughts] == ["<think>start</think>", "<think>why c</think>"]
+    assert parsed.segments() == [("thought", "start"), ("text", " A b. "), ("thought", "why c"), ("text", " C d.")]
+    assert parsed.plain() == " A b.  C d." and parsed.stripped() == " A b. C d."  # spaces before a span go with it
+    assert parsed.plain(0, 26) == " A b. " and parsed.plain(20) == " A b.  C d." and parsed.plain(46) == " C d."
+    assert parse_thoughts("no thoughts here").segments() == [("text", "no thoughts here")]
+    assert parse_thoughts("no thoughts here").thoughts == ()
+    custom = parse_thoughts("x [[t]] y", "[[", "]]")
+    assert custom.segments() == [("text", "x "), ("thought", "t"), ("text", " y")] and custom.plain() == "x  y"
+    assert parse_thoughts("x <think>t</think> y", "[[", "]]").thoughts == ()  # other tags are plain text
+    with pytest.raises(ValueError, match="non-empty"):
+        parse_thoughts("x", "", "]]")
 
 
 @pytest.mark.parametrize("text,kind", [
@@ -52,10 +62,11 @@ def test_parse_segments_in_order():
     ("a <think>b</think> c</think>", "unbalanced tags"),
     ("a <think>b <think>c</think> d</think>", "nested tags"),
     ("a <think> \n </think> b", "empty thought"),
+    ("a <think></think> b", "empty thought"),
 ])
 def test_malformed_tags_raise_a_readable_reason(text, kind):
     with pytest.raises(MalformedThoughts) as info:
-        parse_segments(text)
+        parse_thoughts(text)
     assert isinstance(info.value, DataError) and info.value.reason.startswith(kind + ":")
     check = check_row({"text": text})
     assert not check["ok"] and check["problems"][0].split(":")[0] == kind
@@ -125,6 +136,40 @@ def test_malformed_rows_from_a_file_name_file_and_line(tmp_path):
     assert s["malformed"] == [f"{path}:3: unbalanced tags: </think> at char 3 without <think>"]
 
 
+@pytest.mark.parametrize("text,tags,reason", [
+    ("Rivers carry sand. <think></think> It reaches the sea.", {}, "empty thought: the <think> at char 19"),
+    ("Rivers carry sand. <think> \t</think> It reaches the sea.", {}, "empty thought: the <think> at char 19"),
+    ("Rivers carry sand. <think>a <think>b</think> c</think> Sea.", {}, "nested tags: <think> at char 28"),
+    ("Rivers carry sand. <think>where to? It reaches the sea.", {}, "unbalanced tags: <think> at char 19 is never"),
+    ("Rivers carry sand.</think> It reaches the sea.", {}, "unbalanced tags: </think> at char 18 without"),
+    ("Rivers carry sand. [[]] It reaches the sea.", {"open": "[[", "close": "]]"}, "empty thought: the [[ at char 19"),
+    ("Rivers carry sand. [[a [[b]] It reaches the sea.", {"open": "[[", "close": "]]"}, "nested tags: [[ at char 23"),
+])
+def test_chunks_task_and_validate_refuse_the_same_rows_for_the_same_reason(tmp_path, text, tags, reason):
+    """One parser: the ``chunks`` task (eval items, DPO/RLMT examples) and ``harness data validate``
+    (SFT's check) give the same answer, naming the file's line, for the same tags."""
+    path = _write(tmp_path / "d.jsonl", [{"id": "ok", "text": "A b c. <think>fine</think> D e f."},
+                                         {"id": "bad", "text": text}])
+    open_tag, close_tag = tags.get("open", "<think>"), tags.get("close", "</think>")
+    with pytest.raises(DataError) as info:
+        ChunksTask({"data": str(path), "think_open": open_tag, "think_close": close_tag}).items()
+    assert info.value.message.startswith(f"{path}:2: {reason}")
+    res = _invoke(["data", "validate", str(path), "--think-open", open_tag, "--think-close", close_tag])
+    assert res.exit_code == 1 and f"{path}:2: {reason}" in res.output
+    assert info.value.message in res.output  # the very same words
+    if not tags:
+        assert f"{path}:1" not in res.output  # (with the custom tags row 1 has no thoughts: plain text)
+
+
+def test_empty_thought_tags_are_bad_options(tmp_path):
+    res = _invoke(["data", "validate", "sample", "--think-open", ""])
+    assert res.exit_code == 2 and "--think-open: a thought tag cannot be empty" in res.output
+    from harness.errors import BadInput
+
+    with pytest.raises(BadInput, match="think_close=''"):
+        ChunksTask({"think_close": ""})
+
+
 def test_insertion_points_at_sentence_ends():
     text = "One two three. Four five six seven. Eight nine. Ten eleven twelve thirteen. Fourteen."
     assert [text[:p].split()[-1] for p in insertion_points(text, 4)] == ["three.", "seven.", "nine."]
@@ -152,7 +197,7 @@ def test_packaged_sample_thoughts_are_short_and_strip_back_exactly():
     assert [r["id"] for r in rows] == [r["id"] for r in raw]
     for row, chunk in zip(rows, raw):
         assert row["original"] == chunk["text"] and strip_thoughts(row["text"]) == chunk["text"]
-        thoughts = [s for kind, s in parse_segments(row["text"]) if kind == "thought"]
+        thoughts = [t.content for t in parse_thoughts(row["text"]).thoughts]
         assert 3 <= len(thoughts) <= 6 and all(5 <= len(t.split()) <= 20 for t in thoughts)
 
 

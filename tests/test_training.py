@@ -73,7 +73,7 @@ def test_win_scores_and_pick_pair():
 
 def test_every_pair_judged_in_random_orders():
     from plugins.judges.keyword import KeywordJudge
-    from training.common import Example
+    from training.data import Example
 
     ex = Example("x", "prefix", "e", [1], [2])
     texts = ["e e", "e", "", "e e e"]
@@ -245,7 +245,7 @@ def test_sft_thought_nll_falls(tmp_path):
 def test_sft_token_kinds(tmp_path):
     """Thought tokens (tags included) and the post-thought window are labelled exactly."""
     from training import sft
-    from training.common import Policy
+    from training.policy import Policy
 
     policy = Policy(setup(tmp_path, "k"))
     row = sft.tokenize_row("x", "Ab. <think>hi</think> Cdefg.", policy, sft.SFTConfig(post_thought_tokens=3))
@@ -255,6 +255,26 @@ def test_sft_token_kinds(tmp_path):
     assert kinds == "...." + "T" * len("<think>hi</think>") + "......."
     assert [i for i, p in enumerate(row.post) if p] == [4 + 17, 4 + 17 + 1, 4 + 17 + 2]
     assert policy.tokenizer.decode(row.raw_ids) == "Ab. Cdefg."
+
+
+def test_sft_refuses_an_arm_without_thought_tags_and_malformed_rows(tmp_path):
+    """SFT reads rows with the shared parser: an empty thought stops it naming file and line, like
+    ``harness data validate``; an arm without tags is a bad --arm, not a traceback."""
+    from types import SimpleNamespace
+
+    import click
+
+    from training import sft
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": "A b. <think>fine</think> C d."}) + "\n"
+                    + json.dumps({"text": "A b. <think></think> C d."}) + "\n")
+    policy = SimpleNamespace(arm=SimpleNamespace(name="x", think_open="<think>", think_close="</think>"))
+    with pytest.raises(click.ClickException, match=rf"1 malformed .*\n  {data}:2: empty thought: the <think> at char 5"):
+        sft.load_rows(setup(tmp_path, "s", data=str(data)), sft.SFTConfig(), policy)
+    policy.arm.think_open = ""
+    with pytest.raises(click.ClickException, match="--arm: arm 'x' has no think_open/think_close tags"):
+        sft.load_rows(setup(tmp_path, "s", data=str(data)), sft.SFTConfig(), policy)
 
 
 def test_cli_chain_base_dpo_sft_rlmt_then_probe(tmp_path):
@@ -318,7 +338,7 @@ def test_killed_sft_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     from training import sft
-    from training.common import Output
+    from training.output import Output
 
     data = str(write_interleaved(tmp_path / "inter.jsonl", n=10))
     cfg = sft.SFTConfig(steps=4, batch_rows=3, lr=1e-3, warmup_steps=3, eval_every=0, rep_samples=0)

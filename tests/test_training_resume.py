@@ -21,7 +21,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training import rlmt  # noqa: E402
-from training.common import Output, Setup  # noqa: E402
+from training.common import Setup  # noqa: E402
+from training.output import Output  # noqa: E402
 
 TINY = "random:tiny-qwen3"
 LETTER_E = {"words": "e", "match": "substring"}
@@ -247,7 +248,7 @@ elif point == "weights":  # the model's save_pretrained done, nothing else of th
 
     PreTrainedModel.save_pretrained = save_pretrained
 elif point in ("metrics", "lineage"):  # right before the final metrics.json / lineage.json
-    from training.common import Output
+    from training.output import Output
 
     real_wj = Output.write_json
 

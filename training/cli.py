@@ -40,7 +40,8 @@ def _kv(values) -> dict:
 
 
 def _done(out, stage: str) -> None:
-    from training.common import METRICS, fmt, lineage_chain
+    from training.metrics import fmt
+    from training.output import METRICS, lineage_chain
 
     summary = json.loads((out.root / METRICS).read_text()).get("summary", {})
     click.echo(f"\n{stage} finished: {out.root}  (lineage: {' -> '.join(lineage_chain(str(out.root)))})")

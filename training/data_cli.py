@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -16,15 +15,13 @@ import click
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from tasks.loading import DataError, read_rows
+from tasks.thought_spans import CLOSE, OPEN
+from training.data import sample_data
 
 
 @hookimpl
 def register_commands(cli):
     cli.add_command(data)
-
-
-def _packaged(name: str) -> str:
-    return str(resources.files("tasks").joinpath(f"data/{name}"))
 
 
 def _arm(name: str, arms_file: str | None, param_hint: str):
@@ -83,9 +80,15 @@ def data():
     """
 
 
+def _tag(ctx, param, value: str) -> str:
+    if not value:
+        raise BadInput("a thought tag cannot be empty", param_hint=param.opts[0])
+    return value
+
+
 _tag_options = [
-    click.option("--think-open", default="<think>", show_default=True, help="Tag that opens a thought."),
-    click.option("--think-close", default="</think>", show_default=True, help="Tag that closes a thought."),
+    click.option("--think-open", default=OPEN, show_default=True, callback=_tag, help="Tag that opens a thought."),
+    click.option("--think-close", default=CLOSE, show_default=True, callback=_tag, help="Tag that closes a thought."),
     click.option("--text-column", default="text", show_default=True, help="Column with the text."),
     click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id."),
     click.option("--arms-file", type=click.Path(), help="TOML arms file extending the packaged one."),
@@ -125,7 +128,7 @@ def validate(ctx, file, think_open, think_close, text_column, split, arms_file, 
     """
     from training.interleaved import audit, check_row, format_audit
 
-    source = _packaged("sample_interleaved.jsonl") if file == "sample" else file
+    source = sample_data("interleaved") if file == "sample" else file
     count_tokens = None
     if arm is not None:
         backend = _backend(_arm(arm, arms_file, "--arm"))
@@ -188,7 +191,7 @@ def augment(file, teacher, out, mode, limit, seed, every_words, max_thought_toke
     """
     from training.interleaved import audit, augment_rows, format_audit
 
-    source = _packaged("sample_chunks.jsonl") if file == "sample" else file
+    source = sample_data("chunks") if file == "sample" else file
     teacher_arm = _arm(teacher, arms_file, "--teacher")
     out_path = Path(out)
     rej_path = out_path.with_suffix(".rejected.jsonl") if out_path.suffix == ".jsonl" else Path(f"{out}.rejected.jsonl")

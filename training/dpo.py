@@ -15,8 +15,12 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from training.common import (input_fingerprints, Example, Output, Policy, Setup, config_of, data_fingerprint, echo, load_examples,
-                             load_judge, log_line, mean, peak_memory_gib, save_due, seeded, step_batch)
+from harness.seeding import derive_seed
+from training.common import Setup, config_of
+from training.data import Example, data_fingerprint, input_fingerprints, load_examples, step_batch
+from training.metrics import echo, log_line, mean, peak_memory_gib
+from training.output import Output, save_due
+from training.policy import Policy, load_judge
 
 
 @dataclass
@@ -86,7 +90,7 @@ def judge_candidates(judge, ex: Example, texts: list[str], repeats: int, seed: i
     for i in range(len(texts)):
         for j in range(i + 1, len(texts)):
             for r in range(repeats):
-                flip = random.Random(seeded(seed, "ab", step, ex.id, i, j, r)).random() < 0.5
+                flip = random.Random(derive_seed(seed, "ab", step, ex.id, i, j, r)).random() < 0.5
                 jobs.append((j, i) if flip else (i, j))
     verdicts = judge.compare([Comparison(ex.prefix, texts[a], texts[b]) for a, b in jobs])
     return [(a, b, None if v.invalid or v.score is None else float(v.score)) for (a, b), v in zip(jobs, verdicts)]
@@ -150,7 +154,7 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
         from harness.types import GenRequest
 
         reqs = [GenRequest(e.prefix_ids, n=cfg.rollouts,
-                           seeds=[seeded(setup.seed, "dpo", step, e.id, k) for k in range(cfg.rollouts)],
+                           seeds=[derive_seed(setup.seed, "dpo", step, e.id, k) for k in range(cfg.rollouts)],
                            max_new_tokens=cfg.suffix_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
                 for e in batch]
         outs = backend.generate(reqs)
@@ -164,7 +168,7 @@ def train(setup: Setup, cfg: DPOConfig, judge_options: dict, arms_file=None) -> 
             scores, bad = win_scores(len(cands), verdicts)
             n_invalid += bad
             n_compared += len(verdicts)
-            pick = pick_pair(scores, random.Random(seeded(setup.seed, "tie", step, e.id)))
+            pick = pick_pair(scores, random.Random(derive_seed(setup.seed, "tie", step, e.id)))
             if pick is None:
                 skipped += 1
                 continue

@@ -4,7 +4,8 @@ An interleaved row is an ordinary prose chunk with short thoughts inserted as ``
 spans (tags configurable), e.g. ``"The pitch drops. <think>next: why the siren slides</think> This
 is why..."``. Removing the spans must give back the original chunk after whitespace normalisation.
 
-* :func:`parse_segments`, :func:`strip_thoughts`, :func:`normalise_ws`: the format.
+* the format itself (balanced, non-empty spans; the plain text) is :mod:`tasks.thought_spans`,
+  shared with the ``chunks`` task; :func:`normalise_ws` is the comparison with the original.
 * :func:`check_row`, :func:`audit`, :func:`format_audit`: validation and a data audit.
 * :func:`augment_rows`: a teacher (any harness backend) adds thoughts to raw chunks, either by
   rewriting the whole chunk (``rewrite``) or by writing one thought at each point the harness picks
@@ -21,67 +22,13 @@ from collections import Counter
 from harness.seeding import derive_seed
 from harness.types import GenRequest
 from tasks.loading import DataError
-
-OPEN, CLOSE = "<think>", "</think>"
-
-
-class MalformedThoughts(DataError):
-    """Unbalanced, nested or empty thought tags; ``reason`` is a short human-readable string
-    whose part before the first colon is the kind of problem (``"unbalanced tags"``, ...)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
+from tasks.thought_spans import CLOSE, OPEN, MalformedThoughts, parse_thoughts
+from training.metrics import mean
 
 # -- the format ---------------------------------------------------------------------------------
-def parse_segments(text: str, open_tag: str = OPEN, close_tag: str = CLOSE) -> list[tuple[str, str]]:
-    """Split ``text`` into ``("text", s)`` and ``("thought", s)`` segments, in order.
-
-    Text segments keep their whitespace (empty ones are left out); thought segments are the raw
-    content between the tags. Raises :class:`MalformedThoughts` for a close tag without an open
-    tag, an open tag that is never closed, a tag inside a thought, or a thought that is empty.
-    """
-    segments: list[tuple[str, str]] = []
-    pos = 0
-    while True:
-        o, c = text.find(open_tag, pos), text.find(close_tag, pos)
-        if o < 0 and c < 0:
-            break
-        if c >= 0 and (o < 0 or c < o):
-            raise MalformedThoughts(f"unbalanced tags: {close_tag} at char {c} without {open_tag}")
-        inner_start = o + len(open_tag)
-        c = text.find(close_tag, inner_start)
-        nested = text.find(open_tag, inner_start)
-        if nested >= 0 and (c < 0 or nested < c):
-            raise MalformedThoughts(f"nested tags: {open_tag} at char {nested} opens inside the thought at "
-                                    f"char {o} (a missing {close_tag}?)")
-        if c < 0:
-            raise MalformedThoughts(f"unbalanced tags: {open_tag} at char {o} is never closed")
-        if text[pos:o]:
-            segments.append(("text", text[pos:o]))
-        thought = text[inner_start:c]
-        if not thought.strip():
-            raise MalformedThoughts(f"empty thought: at char {o}")
-        segments.append(("thought", thought))
-        pos = c + len(close_tag)
-    if text[pos:]:
-        segments.append(("text", text[pos:]))
-    return segments
-
-
 def normalise_ws(s: str) -> str:
     """Collapse every whitespace run to one space and strip the ends."""
     return " ".join(s.split())
-
-
-def strip_thoughts(text: str, open_tag: str = OPEN, close_tag: str = CLOSE) -> str:
-    """``text`` without its thought spans (raises :class:`MalformedThoughts` like
-    :func:`parse_segments`). The spaces or tabs right before a span go with it, so
-    ``"a. <think>t</think> b"`` gives ``"a. b"``; compare with :func:`normalise_ws`."""
-    parse_segments(text, open_tag, close_tag)
-    pattern = re.compile(r"[ \t]*" + re.escape(open_tag) + r".*?" + re.escape(close_tag), re.S)
-    return pattern.sub("", text)
 
 
 def _coverage(original: str, stripped: str) -> float:
@@ -125,12 +72,12 @@ def check_row(row: dict, *, text_column: str = "text", original_column: str | No
     if max_tokens is not None and out["length"] > max_tokens:
         out["problems"].append(f"too long: {out['length']} > {max_tokens}")
     try:
-        segments = parse_segments(text, open_tag, close_tag)
+        parsed = parse_thoughts(text, open_tag, close_tag)
     except MalformedThoughts as exc:
         out["problems"].insert(0, exc.reason)
         return out
-    thoughts = [s for kind, s in segments if kind == "thought"]
-    stripped = strip_thoughts(text, open_tag, close_tag)
+    thoughts = [t.content for t in parsed.thoughts]
+    stripped = parsed.stripped()
     out["thoughts"] = len(thoughts)
     out["thought_words"] = sum(len(t.split()) for t in thoughts)
     out["text_words"] = len(stripped.split())
@@ -155,11 +102,6 @@ def where(row: dict, index: int) -> str:
     if "_source" in row and "_line" in row:
         return f"{row['_source']}:{row['_line']}"
     return f"row {index + 1}"
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def audit(rows, *, show: int = 20, checks: list[dict] | None = None, **options) -> dict:
@@ -187,9 +129,9 @@ def audit(rows, *, show: int = 20, checks: list[dict] | None = None, **options) 
         "malformed_rows": len(rows) - len(valid),
         "problems": dict(sorted(kinds.items())),
         "thoughts": thoughts,
-        "mean_thoughts_per_row": _mean([c["thoughts"] for c in valid]),
+        "mean_thoughts_per_row": mean([c["thoughts"] for c in valid]),
         "mean_thought_words": sum(c["thought_words"] for c in valid) / thoughts if thoughts else None,
-        "mean_raw_word_coverage": _mean([c["raw_word_coverage"] for c in checks]),
+        "mean_raw_word_coverage": mean([c["raw_word_coverage"] for c in checks]),
         "max_length": max(lengths) if lengths else None,
         "length_unit": "tokens" if options.get("count_tokens") is not None else "words",
         "malformed": malformed[:show],

@@ -16,8 +16,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from training.common import (input_fingerprints, Output, Policy, Setup, config_of, data_fingerprint, echo, is_artifact, load_examples,
-                             load_judge, log_line, mean, peak_memory_gib, save_due, seeded, step_batch)
+from harness.seeding import derive_seed
+from training.common import Setup, config_of
+from training.data import data_fingerprint, input_fingerprints, load_examples, step_batch
+from training.metrics import echo, is_artifact, log_line, mean, peak_memory_gib
+from training.output import Output, save_due
+from training.policy import Policy, load_judge
 
 
 @dataclass
@@ -89,13 +93,15 @@ def sample_rollouts(backend, batch, cfg: RLMTConfig, seed: int, step: int, open_
     prompts = [e.prefix_ids + open_ids for e in batch]
     stop = (close_text.strip(),) if close_text.strip() else ()
     thoughts = backend.generate([
-        GenRequest(p, n=cfg.samples, seeds=[seeded(seed, "rlmt", step, e.id, k, "thought") for k in range(cfg.samples)],
+        GenRequest(p, n=cfg.samples,
+                   seeds=[derive_seed(seed, "rlmt", step, e.id, k, "thought") for k in range(cfg.samples)],
                    max_new_tokens=cfg.thought_tokens, temperature=cfg.temperature, top_p=cfg.top_p, stop_strings=stop)
         for p, e in zip(prompts, batch)])
     reqs, keys = [], []
     for b, (p, e, outs) in enumerate(zip(prompts, batch, thoughts)):
         for k, t in enumerate(outs):
-            reqs.append(GenRequest(p + t.token_ids + close_ids, n=1, seeds=[seeded(seed, "rlmt", step, e.id, k, "suffix")],
+            reqs.append(GenRequest(p + t.token_ids + close_ids, n=1,
+                                   seeds=[derive_seed(seed, "rlmt", step, e.id, k, "suffix")],
                                    max_new_tokens=cfg.suffix_tokens, temperature=cfg.temperature, top_p=cfg.top_p))
             keys.append((b, k))
     suffixes = backend.generate(reqs)

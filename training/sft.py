@@ -21,8 +21,13 @@ import warnings
 from dataclasses import dataclass, field
 
 from harness.errors import BadInput
-from training.common import (input_fingerprints, Output, Policy, Setup, config_of, data_fingerprint, echo, log_line, mean,
-                             peak_memory_gib, repetition_rate, save_due, seeded)
+from harness.seeding import derive_seed
+from tasks.thought_spans import parse_thoughts
+from training.common import Setup, config_of
+from training.data import data_fingerprint, input_fingerprints, sample_data
+from training.metrics import echo, log_line, mean, peak_memory_gib, repetition_rate
+from training.output import Output, save_due
+from training.policy import Policy
 
 TEXT, THOUGHT = 0, 1
 
@@ -62,12 +67,11 @@ class Row:
 
 
 def tokenize_row(row_id: str, text: str, policy: Policy, cfg: SFTConfig) -> Row:
-    from training.interleaved import parse_segments, strip_thoughts
-
     arm = policy.arm
+    parsed = parse_thoughts(text, arm.think_open, arm.think_close)
     ids, kinds, post = [], [], []
     after = 0
-    for kind, content in parse_segments(text, arm.think_open, arm.think_close):
+    for kind, content in parsed.segments():
         if kind == "thought":
             piece = policy.encode(arm.think_open) + policy.encode(content) + policy.encode(arm.think_close)
             ids += piece
@@ -80,8 +84,7 @@ def tokenize_row(row_id: str, text: str, policy: Policy, cfg: SFTConfig) -> Row:
             kinds += [TEXT] * len(piece)
             post += [i < after for i in range(len(piece))]
             after = max(0, after - len(piece))
-    raw = strip_thoughts(text, arm.think_open, arm.think_close)
-    raw = " ".join(raw.split())
+    raw = " ".join(parsed.stripped().split())
     n = cfg.max_tokens
     return Row(row_id, ids[:n], kinds[:n], post[:n], policy.encode(raw)[:n], raw)
 
@@ -103,9 +106,11 @@ def split_rows(rows: list[dict], frac: float) -> tuple[list[dict], list[dict]]:
 def load_rows(setup: Setup, cfg: SFTConfig, policy: Policy):
     """Read and check the interleaved rows; malformed rows stop training, naming file and line."""
     from tasks.loading import read_rows
-    from training.common import sample_data
     from training.interleaved import check_row
 
+    if not policy.arm.think_open or not policy.arm.think_close:
+        raise BadInput(f"arm {policy.arm.name!r} has no think_open/think_close tags; interleaved SFT needs both",
+                       param_hint="--arm")
     rows = read_rows(sample_data("interleaved") if setup.data == "sample" else setup.data)
     bad = []
     for n, r in enumerate(rows):
@@ -173,7 +178,7 @@ def repetition(policy: Policy, rows: list[Row], cfg: SFTConfig, seed: int, step:
     rows = [r for r in rows if len(r.raw_ids) >= 4][:cfg.rep_samples]
     if not rows or cfg.rep_samples <= 0:
         return None
-    reqs = [GenRequest(r.raw_ids[:len(r.raw_ids) // 2], n=1, seeds=[seeded(seed, "sft-rep", r.id)],
+    reqs = [GenRequest(r.raw_ids[:len(r.raw_ids) // 2], n=1, seeds=[derive_seed(seed, "sft-rep", r.id)],
                        max_new_tokens=cfg.rep_tokens, temperature=1.0, top_p=0.95) for r in rows]
     outs = policy.backend().generate(reqs)
     return mean([repetition_rate(o[0].text) for o in outs])
@@ -234,7 +239,7 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
             epoch, pos = divmod(k, len(train_rows))
             if epoch not in order_cache:
                 order_cache[epoch] = list(range(len(train_rows)))
-                random.Random(seeded(setup.seed, "sft-order", epoch)).shuffle(order_cache[epoch])
+                random.Random(derive_seed(setup.seed, "sft-order", epoch)).shuffle(order_cache[epoch])
             picks.append(train_rows[order_cache[epoch][pos]])
         mine = picks[rank::world]
         n_tokens = sum(max(0, len(r.ids) - 1) for r in picks)
