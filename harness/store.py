@@ -43,7 +43,18 @@ class StoreError(click.ClickException):
 
 
 def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    """A short hash of a JSON-like config (keys sorted): run directories and training outputs."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it (``.NAME.tmp<pid>``),
+    flushed to disk, then renamed over ``path``; a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _fsync_write(tmp, text)
+    os.replace(tmp, path)
 
 
 def finite_json(obj):
@@ -192,6 +203,8 @@ class RunStore:
             self._written.add(LOCK)
         self.lock()
         self.check_target()  # again, under the lock
+        for stale in self.root.glob(".*.tmp*"):  # half-written by a killed run
+            stale.unlink(missing_ok=True)
         manifest = dict(manifest, config_hash=config_hash(manifest["config"]))
         items_text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in items)
         if self.manifest_path.exists():
@@ -221,8 +234,10 @@ class RunStore:
         if self.created:
             shutil.rmtree(self.root, ignore_errors=True)
             return
-        for name in self._written | {f".{n}.tmp" for n in self._written}:
+        for name in self._written:
             (self.root / name).unlink(missing_ok=True)
+            for tmp in self.root.glob(f".{name}.tmp*"):
+                tmp.unlink(missing_ok=True)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -236,9 +251,7 @@ class RunStore:
             self._manifest_cache = obj
 
     def write_text(self, name: str, text: str) -> None:
-        tmp = self.root / f".{name}.tmp"
-        _fsync_write(tmp, text)
-        os.replace(tmp, self.root / name)
+        atomic_write(self.root / name, text)
 
     def append(self, rows: list[dict], name: str = SAMPLES) -> None:
         if not rows:

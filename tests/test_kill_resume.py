@@ -40,7 +40,7 @@ KILLER = textwrap.dedent("""
     def patched_write_text(self, name, text):
         if hit(name):
             if mode == "torn":
-                (self.root / f".{name}.tmp").write_text(text[: len(text) // 2])
+                (self.root / f".{name}.tmp{os.getpid()}").write_text(text[: len(text) // 2])
             if mode != "after":
                 die()
             write_text(self, name, text)
@@ -122,4 +122,4 @@ def test_kill_at_every_write_point_then_resume_equals_uninterrupted(tmp_path, re
     assert (out / "items.jsonl").read_text() == (ref / "items.jsonl").read_text()
     summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
     assert summary["n_records"] == ref_summary["n_records"]
-    assert (out / "report.md").exists() and not list(out.glob(".*.tmp"))
+    assert (out / "report.md").exists() and not list(out.glob(".*.tmp*"))

@@ -17,7 +17,6 @@ starts over. The config check ignores ``out``, so a moved unfinished output resu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import click
 
 from harness.errors import BadInput
 from harness.provenance import git_sha, versions
+from harness.store import atomic_write, config_hash
 
 LINEAGE = "lineage.json"
 METRICS = "metrics.json"
@@ -42,8 +42,7 @@ NOT_DIGESTED = ("out",)  # where the output is written is not what is trained
 
 def config_digest(config: dict, leave_out=NOT_DIGESTED) -> str:
     """A short hash of the config, without ``out`` (a moved output keeps its identity)."""
-    kept = {k: v for k, v in config.items() if k not in leave_out}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config_hash({k: v for k, v in config.items() if k not in leave_out})
 
 
 def save_due(done: int, total: int, every: int) -> bool:
@@ -54,10 +53,7 @@ def save_due(done: int, total: int, every: int) -> bool:
 
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (a temporary file renamed over ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
 def _remove(path: Path) -> None:
