@@ -12,7 +12,9 @@ from harness.options import parse_kv
 
 from harness import __version__
 from harness.plugins import broken_plugins, get_plugin_manager, plugin_summary, registry
+from harness.protocols import member
 from harness.redact import redact_text
+from reports import options as report_defaults
 
 
 class FiniteFloat(click.FloatRange):
@@ -125,7 +127,7 @@ def list_(kind, arms_file):
     for name in reg.names():
         cls = reg.classes[name]
         click.echo(f"{name:<24} {cls.description}  [{reg.sources[name]}]")
-        for opt in getattr(cls, "options", ()) if kind == "judges" else ():
+        for opt in member(cls, kind, "options") if kind in ("judges", "tasks") else ():
             click.echo(f"{'':<26}{opt.describe()}")
     for name, why in sorted(reg.refused.items()):
         click.echo(f"{name:<24} BROKEN: {why}")
@@ -146,24 +148,34 @@ def plugins():
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report here (default: print it; "
               "a single run's report.md and summary.json are always refreshed).")
-@click.option("--ci-method", type=click.Choice(["percentile", "bca"]), default="percentile", show_default=True)
-@click.option("--resamples", "B", type=click.IntRange(min=100), default=10_000, show_default=True,
+@click.option("--ci-method", type=click.Choice(report_defaults.CI_METHODS), default=report_defaults.DEFAULT_CI_METHOD,
+              show_default=True)
+@click.option("--resamples", "B", type=click.IntRange(min=100), default=report_defaults.DEFAULT_RESAMPLES,
+              show_default=True,
               help="Bootstrap resamples.")
-@click.option("--clusters", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+@click.option("--clusters", type=click.Choice(report_defaults.CLUSTER_MODES), default=report_defaults.DEFAULT_CLUSTERS,
+              show_default=True,
               help="Resample whole sources when items share one (auto: when some source has several items).")
 def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
     """Report one run, or pair several runs that share items (e.g. arms run at different times)."""
-    from harness.report import build_report, render_report
+    from harness.report import SectionFailed, build_report, render_report
+    from harness.runs import load_runs
     from harness.store import RunStore
-    from reports.combine import load_runs
+    from reports.options import is_default
 
     records, manifest = load_runs(run_dirs)
     arms = list(dict.fromkeys(r["arm"] for r in records))
     if baseline is not None and baseline not in arms:
         raise BadInput(f"unknown arm {baseline!r}; arms in these runs: {', '.join(arms)}", param_hint="--baseline")
     manifest["report"] = {"baseline": baseline, "method": ci_method, "B": B, "clusters": clusters}
-    if len(run_dirs) == 1 and (baseline, ci_method, B, clusters) == (None, "percentile", 10_000, "auto"):
-        summary, markdown = render_report(RunStore(run_dirs[0]), records, manifest)  # refresh the run's own
+    written = []  # where the report went, for the error when a part of it raised
+    if len(run_dirs) == 1 and is_default(manifest["report"]):
+        store = RunStore(run_dirs[0])
+        try:
+            summary, markdown = render_report(store, records, manifest)  # refresh the run's own
+        except SectionFailed as exc:  # the files are written; say so after the report is out
+            summary, markdown = exc.summary, exc.markdown
+        written.append(f"{store.root / 'report.md'} and summary.json")
     else:
         summary, markdown = build_report(records, manifest)
     if fmt == "md":
@@ -180,8 +192,12 @@ def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(text)
         click.echo(f"report: {out}", err=True)
+        written.append(out)
     else:
         click.echo(text)
+    if summary.get("failures"):
+        raise SectionFailed(summary["failures"], "the rest of the report was "
+                            + (f"written to {', '.join(written)}" if written else "printed"))
 
 
 def main():

@@ -124,6 +124,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
                "(the harness adds `name`)", True),
         Member("score_samples", "classmethod", "`score_samples(config, rows) -> [(correct, extracted, "
                "reason)]` for items whose `meta[\"grader\"]` is the task's own"),
+        Member("options", "attr", "declared `--task-option`s (`harness.options.Option`), shown by "
+               "`harness list tasks`", default=(), type=tuple),
     )),
     Kind("report_sections", "report section", "register_report_sections", "every report whose run it applies to",
          "`Section()`", (
@@ -294,5 +296,23 @@ def markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-if __name__ == "__main__":
-    print(markdown(), end="")
+START, END = "<!-- contract:start -->\n", "<!-- contract:end -->"
+
+
+def write_into(path: str) -> None:
+    """Replace the tables between the contract markers of the Markdown file ``path``."""
+    with open(path, encoding="utf-8") as fh:
+        doc = fh.read()
+    head, rest = doc.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(head + START + markdown() + END + tail)
+
+
+if __name__ == "__main__":  # python -m harness.protocols [--write docs/writing-plugins.md]
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_into(sys.argv[2])
+    else:
+        print(markdown(), end="")

@@ -21,14 +21,6 @@ METRICS = {"reward": "Reward", "suffix_logprob": "Suffix log-lik/token", "judge_
 BINARY = {"reward"}
 
 
-def report_options(manifest: dict) -> dict:
-    """The statistics options of a report (set by ``harness report``; defaults otherwise)."""
-    opts = {"B": 10_000, "method": "percentile", "clusters": "auto", "baseline": None, "alpha": 0.05}
-    opts.update(manifest.get("report") or {})
-    opts["seed"] = manifest.get("config", {}).get("seed", 0)
-    return opts
-
-
 def _ordered(values):
     return list(dict.fromkeys(values))
 
@@ -81,6 +73,19 @@ def item_mean_ci(per_item: dict, opts: dict, clusters: dict, binary: bool = Fals
         row.update(ci_low=w["ci_low"], ci_high=w["ci_high"], ci_method="wilson (every item scored the same)",
                    clustered=False, degenerate=False)
     return row
+
+
+def records_ci(records, value_fn, opts: dict, binary: bool = False, clusters: dict | None = None) -> dict:
+    """:func:`item_mean_ci` of ``value_fn(record)`` over ``records``: the values are grouped by
+    item (``None`` values left out), each item's values averaged, then items resampled, whole
+    sources where they share one (``clusters``: item id -> source; default: the records' own
+    ``cluster`` fields). What :func:`reports.stats.item_ci` computes for a report section."""
+    per_item = defaultdict(list)
+    for r in records:
+        v = value_fn(r)
+        if v is not None:
+            per_item[r["item_id"]].append(v)
+    return item_mean_ci(per_item, opts, item_clusters(records) if clusters is None else clusters, binary=binary)
 
 
 def cell_rows(records, opts: dict) -> list[dict]:

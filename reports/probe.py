@@ -13,7 +13,8 @@ import numpy as np
 
 from reports import paired_stats as ps
 from reports.compare import (clusters_for, arm_pairs, cell_rows, compare_cells, condition_pairs, item_clusters,
-                             item_mean_ci, report_options)
+                             records_ci)
+from reports.options import report_options
 from reports.paired_stats import wilson
 
 
@@ -85,13 +86,9 @@ def descriptive_rows(records, opts: dict) -> list[dict]:
             rows.append({"arm": arm, "condition": cond, "metric": metric, **stat})
 
         for metric, (_, fn, binary) in SAMPLE_STATS.items():
-            per_item = defaultdict(list)
-            for r in recs:
-                v = fn(r)
-                if v is not None:
-                    per_item[r["item_id"]].append(v)
-            if per_item:
-                add(metric, item_mean_ci(per_item, opts, clusters, binary=binary))
+            stat = records_ci(recs, fn, opts, binary=binary, clusters=clusters)
+            if stat["n_items"]:
+                add(metric, stat)
         rewards = defaultdict(list)
         for r in recs:
             if r["reward"] is not None:

@@ -23,7 +23,8 @@ from math import comb
 import numpy as np
 
 from reports import paired_stats as ps
-from reports.compare import arm_pairs, compare_cells, item_clusters, item_mean_ci, report_options
+from reports.compare import arm_pairs, compare_cells, item_clusters, item_mean_ci
+from reports.options import report_options
 
 METRICS = {"mean_at_k": "Mean@k", "pass_at_k": "Pass@k", "maj_at_k": "maj@k",
            "completion_tokens": "Avg completion tokens", "truncated": "Truncation rate", "no_answer": "No-answer rate"}

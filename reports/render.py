@@ -17,7 +17,8 @@ from reports.compare import METRICS
 
 
 def json_report(summary: dict, manifest: dict) -> str:
-    """``{"runs", "metrics": [...], "comparisons": [...]}`` as indented JSON."""
+    """``{"runs", "metrics": [...], "comparisons": [...]}`` (and ``"failures"`` when a part of the
+    report raised) as indented JSON."""
     keep_m = ("arm", "condition", "metric", "estimate", "ci_low", "ci_high", "n_items", "n_samples", "ci_method",
               "clustered", "degenerate")
     keep_c = ("kind", "arm_a", "arm_b", "condition", "condition_a", "condition_b", "metric", "delta", "ci_low",
@@ -27,6 +28,8 @@ def json_report(summary: dict, manifest: dict) -> str:
            "differences": manifest.get("differences", {}), "options": manifest.get("report", {}),
            "metrics": [{k: r.get(k) for k in keep_m} for r in summary.get("metrics", [])],
            "comparisons": [{k: r.get(k) for k in keep_c} for r in summary.get("comparisons", [])]}
+    if summary.get("failures"):  # parts of the report that raised (see harness.report)
+        out["failures"] = summary["failures"]
     return json.dumps(out, indent=2) + "\n"
 
 

@@ -1,9 +1,41 @@
-"""Formatting of estimates with intervals, and the paired-comparison table every eval's report
-uses (the statistics themselves live in paired_stats/compare). Light imports only."""
+"""What a report section needs beside its eval's summary rows: formatting of estimates with
+intervals, the paired-comparison table every eval's report uses, the sentence that says how the
+intervals were made, and :func:`item_ci` for a section's own metric (the statistics themselves
+live in paired_stats/compare). Light imports only: numpy and scipy load inside :func:`item_ci`."""
 
 from __future__ import annotations
 
 from reports.markdown import md_table
+from reports.options import ci_method_label, report_options
+
+
+def item_ci(records, value_fn, manifest: dict, binary: bool = False) -> dict:
+    """Mean over items of a per-sample value, with the report's bootstrap CI over items.
+
+    ``value_fn(record)`` gives one sample's value (``None`` leaves the sample out). An item's
+    values are averaged first, then items are resampled: whole sources where items share one (the
+    records' ``cluster``, per the report's ``--clusters``), with the report's ``--ci-method``,
+    ``--resamples`` and the run's seed, as for every other cell of the report. ``binary``: the
+    value is 0/1, so a cell where every item scored 0 (or 1) gets the Wilson bound of 0 (or n) of
+    n items instead of an empty ``[v, v]``. Pass the records of one cell (one arm and condition)
+    for that cell's number.
+
+    Returns ``{"estimate", "ci_low", "ci_high", "n_items", "n_samples", "se", "ci_method",
+    "clustered", "degenerate"}`` (estimate and bounds None without items); :func:`fmt_cell`
+    prints it as ``est [lo, hi]``.
+    """
+    from reports.compare import records_ci
+
+    return records_ci(records, value_fn, report_options(manifest), binary=binary)
+
+
+def ci_basis(manifest: dict, unit: str = "item") -> str:
+    """``95% CIs: percentile bootstrap over items (B=10,000, seed 0), an item's samples averaged
+    first``: how the report's intervals over ``unit`` were made (``"problem"``, say), from its options."""
+    opts = report_options(manifest)
+    article = "an" if unit[:1] in "aeiou" else "a"
+    return (f"95% CIs: {ci_method_label(opts['method'])} bootstrap over {unit}s (B={opts['B']:,}, seed "
+            f"{opts['seed']}), {article} {unit}'s samples averaged first")
 
 
 def fmt_ci(stat: dict, digits: int = 3, signed: bool = False) -> str:

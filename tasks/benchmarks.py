@@ -10,7 +10,7 @@ the gold answer as a string, ``id`` is ``"<task>/<native id>"`` and ``meta`` hol
 
 Options (``--task-option KEY=VALUE``): ``data`` (a .jsonl/.parquet path, ``sample``, or a Hub
 dataset id; default: the benchmark's Hub id), ``split``, ``config`` (Hub split and config,
-ignored for local files), plus what a subclass adds to ``extra_defaults``.
+ignored for local files), plus what a subclass adds to ``extra_options``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from importlib import resources
 
 import click
 
-from harness.errors import BadInput
+from harness.options import Option, parse_options
 from harness.types import Item
 from tasks.loading import DataError, is_local, read_rows, require
 
@@ -91,23 +91,22 @@ class BenchmarkTask:
     expected_count = 0  # rows in the full Hub split: config() shows it next to n_loaded
     grader = "math"
     fixture = ""  # file name under tasks/data/reasoning/
-    extra_defaults: dict = {}
+    extra_options: tuple = ()  # a subclass's own --task-options (harness.options.Option)
+    options: tuple = ()  # set per subclass from the Hub settings: data, split, config, then extra_options
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.options = (Option("data", str, None, f"a local file in the {cls.hub_id or 'Hub'} schema, 'sample' "
+                              "(the packaged fixture) or a Hub dataset id (default: the Hub id)"),
+                       Option("split", str, cls.hub_split, "Hub split"),
+                       Option("config", str, cls.hub_config, "Hub config ('none' for none)"),
+                       *cls.extra_options)
 
     def __init__(self, options=None):
-        options = dict(options or {})
-        defaults = self.defaults()
-        unknown = set(options) - set(defaults)
-        if unknown:
-            raise BadInput(f"unknown {self.name} options {sorted(unknown)}; valid: {', '.join(defaults)}",
-                           param_hint="--task-option")
-        self.options = {**defaults, **options}
+        self.options = parse_options(self.options, options or {}, f"{self.name} task", "--task-option")
         if isinstance(self.options["config"], str) and self.options["config"].strip().lower() in ("", "none"):
             self.options["config"] = None
         self.n_loaded: int | None = None
-
-    @classmethod
-    def defaults(cls) -> dict:
-        return dict(data=None, split=cls.hub_split, config=cls.hub_config, **cls.extra_defaults)
 
     # -- data -----------------------------------------------------------------------------
 

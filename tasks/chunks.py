@@ -24,13 +24,25 @@ from importlib import resources
 
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
+from harness.options import Option, parse_options
 from harness.types import Item
 from tasks.loading import DataError, read_rows, require
 from tasks.thought_spans import CLOSE, OPEN, MalformedThoughts, parse_thoughts
 
-DEFAULTS = dict(data=None, split="train", config=None, id_column="id", text_column="text",
-                prefix_column="prefix", suffix_column="suffix", cluster_column="source",
-                prefix_words=288, suffix_words=96, think_open=OPEN, think_close=CLOSE)
+OPTIONS = (
+    Option("data", str, None, "JSONL/parquet file or Hub dataset id (default: the packaged passages)"),
+    Option("split", str, "train", "Hub split"),
+    Option("config", str, None, "Hub config"),
+    Option("id_column", str, "id", "column with the item id (default: row number)"),
+    Option("text_column", str, "text", "column with the passage to split"),
+    Option("prefix_column", str, "prefix", "column with a ready prefix (with suffix_column)"),
+    Option("suffix_column", str, "suffix", "column with a ready suffix"),
+    Option("cluster_column", str, "source", "column naming the item's source (cluster-aware statistics)"),
+    Option("prefix_words", int, 288, "whitespace words of prefix", low=1),
+    Option("suffix_words", int, 96, "whitespace words of true suffix", low=1),
+    Option("think_open", str, OPEN, "open tag of interleaved thoughts in the text"),
+    Option("think_close", str, CLOSE, "close tag of interleaved thoughts in the text"),
+)
 
 
 @hookimpl
@@ -86,26 +98,13 @@ class ChunksTask:
     name = "chunks"
     description = "prefix/suffix chunks from JSONL, parquet or a Hub dataset (default: 32 packaged passages)"
 
+    options = OPTIONS
+
     def __init__(self, options=None):
-        options = dict(options or {})
-        unknown = set(options) - set(DEFAULTS)
-        if unknown:
-            raise BadInput(f"unknown chunks options {sorted(unknown)}; valid: {', '.join(DEFAULTS)}",
-                                     param_hint="--task-option")
-        self.options = {**DEFAULTS, **options}
-        for key in ("prefix_words", "suffix_words"):
-            value = self.options[key]
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                number = None
-            if number is None or number < 1 or isinstance(value, (bool, float)):
-                raise BadInput(f"chunks option {key}={value!r} is not an integer >= 1", param_hint="--task-option")
-            self.options[key] = number
+        self.options = parse_options(self.options, options or {}, "chunks task", "--task-option")
         for key in ("think_open", "think_close"):
-            if not isinstance(self.options[key], str) or not self.options[key]:
-                raise BadInput(f"chunks option {key}={self.options[key]!r} is not a non-empty string",
-                               param_hint="--task-option")
+            if not self.options[key]:
+                raise BadInput(f"chunks task: {key} is empty (give the tag text)", param_hint="--task-option")
 
     def config(self) -> dict:
         return {"name": self.name, **self.options, "data": self.options["data"] or "package:sample_chunks"}

@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from harness.errors import BadInput
 from harness.hookspecs import hookimpl
+from harness.options import Option
 from tasks.benchmarks import BenchmarkTask, native_id, optional_text, text
 
 LETTERS = "ABCD"
@@ -50,15 +50,7 @@ class GPQADiamondTask(BenchmarkTask):
     expected_count = 198
     grader = "choice"
     fixture = "gpqa_diamond.jsonl"
-    extra_defaults = {"shuffle_seed": 0}
-
-    def __init__(self, options=None):
-        super().__init__(options)
-        try:
-            self.options["shuffle_seed"] = int(self.options["shuffle_seed"])
-        except (TypeError, ValueError):
-            raise BadInput(f"shuffle_seed must be an integer, got {self.options['shuffle_seed']!r}",
-                           param_hint="--task-option") from None
+    extra_options = (Option("shuffle_seed", int, 0, "seed of each question's choice order"),)
 
     def hub_hint(self) -> str:
         return (f"{self.hub_id} is gated on the Hugging Face Hub: accept its terms at "

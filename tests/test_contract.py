@@ -258,14 +258,15 @@ def test_changed_plugin_code_refuses_to_resume(tmp_path, monkeypatch):
 # -- the documentation is the contract's ------------------------------------------------------
 
 def test_docs_carry_the_contract_tables():
+    from harness.protocols import END as end
+    from harness.protocols import START as start
     from harness.protocols import markdown
 
     doc = (ROOT / "docs" / "writing-plugins.md").read_text()
-    start, end = "<!-- contract:start -->\n", "<!-- contract:end -->"
     assert start in doc and end in doc, "docs/writing-plugins.md lacks the contract markers"
     block = doc.split(start, 1)[1].split(end, 1)[0]
     assert block == markdown(), ("docs/writing-plugins.md's contract tables are out of date: "
-                                 "regenerate them with `python -m harness.protocols`")
+                                 "regenerate them with `python -m harness.protocols --write docs/writing-plugins.md`")
 
 
 def test_hook_docstrings_point_to_the_contract():

@@ -116,3 +116,21 @@ def test_macro_ci_is_narrower_than_a_single_benchmark(synthetic):
     width = {b: cells[("base", b, "mean_at_k")]["ci_high"] - cells[("base", b, "mean_at_k")]["ci_low"]
              for b in ("gsm8k", "math500", "macro")}
     assert width["macro"] < min(width["gsm8k"], width["math500"])
+
+
+@pytest.mark.parametrize("method, label", [("bca", "BCa"), ("percentile", "percentile")])
+def test_the_tables_name_the_interval_method_the_report_used(synthetic, method, label):
+    """``harness report --ci-method bca`` computes BCa cells; the notes under the tables say so (the
+    macro rows' stratified bootstrap stays percentile)."""
+    from plugins.reports.reasoning_tables import ReasoningMainSection, ReasoningPassCurveSection
+
+    records, _ = synthetic
+    manifest = {"record_type": "reasoning", "config": {"samples": 4, "seed": 0}, "report": {"B": 300, "method": method}}
+    summary = summarize(records, manifest)
+    assert {r["ci_method"] for r in summary["metrics"] if r["metric"] == "mean_at_k" and r["condition"] != "macro"} \
+        == {method}
+    for section in (ReasoningMainSection(), ReasoningPassCurveSection()):
+        text = section.render(records, manifest, summary)
+        assert f"95% CIs: {label} bootstrap over problems (B=300, seed 0)" in text
+        assert (method == "percentile") == ("percentile bootstrap over problems" in text)
+        assert ("CI from a percentile bootstrap" in text) == (method == "bca")

@@ -150,3 +150,32 @@ def test_constant_reward_cell_gets_a_wilson_bound():
     assert zero["ci_high"] > 0.1 and "wilson" in zero["ci_method"]
     flat = item_mean_ci({f"i{k}": [3.0] for k in range(5)}, opts, {}, binary=False)
     assert flat["degenerate"] and flat["ci_low"] == flat["ci_high"] == 3.0
+
+
+def test_pairing_rules_on_plain_data():
+    """reports.combine decides on records, manifests and item fingerprints alone (no run directory)."""
+    from reports.combine import CombineError, RunData, combine
+
+    def run(name, arm, judge="lexical", items=None, record_type="probe", **config):
+        manifest = {"record_type": record_type, "config": {"arms": [{"name": arm}], "judge": judge, "samples": 2,
+                                                           **config}}
+        records = [{"arm": arm, "condition": "normal", "item_id": i} for i in (items or {"c0": "h0", "c1": "h1"})]
+        return RunData(name, manifest, records, items or {"c0": "h0", "c1": "h1"})
+
+    records, manifest = combine([run("A", "x"), run("B", "y", samples=4)])
+    assert len(records) == 4 and [a["name"] for a in manifest["config"]["arms"]] == ["x", "y"]
+    assert manifest["runs"] == ["A", "B"] and manifest["differences"] == {"samples": {"A": 2, "B": 4}}
+    one = run("A", "x")
+    records, manifest = combine([one])
+    assert records == one.records and manifest["runs"] == ["A"] and manifest["differences"] == {}
+    refusals = {
+        "items differ (only in A: c1; only in B: c2)": run("B", "y", items={"c0": "h0", "c2": "h2"}),
+        "items differ (different text: c1)": run("B", "y", items={"c0": "h0", "c1": "other"}),
+        "judged differently": run("B", "y", judge="embedding"),
+        "B holds reasoning records but A holds probe records": run("B", "y", record_type="reasoning"),
+        "arm 'x', condition 'normal' appears in both A and B": run("B", "x"),
+    }
+    for message, other in refusals.items():
+        with pytest.raises(CombineError) as err:
+            combine([run("A", "x"), other])
+        assert message in err.value.message and err.value.exit_code == 2

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
-from reports.stats import comparison_table, fmt_cell as _cell, fmt_num as _f
+from reports.options import report_options
+from reports.stats import ci_basis, comparison_table, fmt_cell as _cell, fmt_num as _f
 
 
 @hookimpl
@@ -21,12 +22,7 @@ def register_report_sections(register):
 
 
 def _ci_note(manifest) -> str:
-    from reports.compare import report_options
-
-    opts = report_options(manifest)
-    how = "BCa" if opts["method"] == "bca" else "percentile"
-    return (f"95% CIs: {how} bootstrap over items (B={opts['B']:,}, seed {opts['seed']}), an item's samples "
-            "averaged first; whole sources are resampled where items share one (marked *).")
+    return ci_basis(manifest, "item") + "; whole sources are resampled where items share one (marked *)."
 
 
 def _comparisons(summary, kind):
@@ -150,8 +146,6 @@ class ProbeArmsSection(_ProbeSection):
         rows = _comparisons(summary, "arms")
         if not rows:
             return ""
-        from reports.compare import report_options
-
         baseline = report_options(manifest)["baseline"]
         title = f"baseline {baseline}" if baseline else "every pair"
         table = _comparison_table(rows, lambda r: (f"{r['arm_a']} - {r['arm_b']}", r["condition"]),

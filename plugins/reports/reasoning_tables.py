@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
-from reports.stats import comparison_table, fmt_cell
+from reports.options import report_options
+from reports.stats import ci_basis, comparison_table, fmt_cell
 
 
 @hookimpl
@@ -40,13 +41,10 @@ def _count(row, of: str) -> str:
 
 
 def _note(manifest) -> str:
-    from reports.compare import report_options
-
-    opts = report_options(manifest)
-    return (f"95% CIs: percentile bootstrap over problems (B={opts['B']:,}, seed {opts['seed']}), a problem's "
-            "samples averaged first; a 0/1 cell where every problem scored the same shows the Wilson interval of "
-            "0 (or n) of n problems. Macro: the mean of an arm's benchmark estimates, equal weights, its CI from "
-            "a bootstrap that resamples problems within each benchmark.")
+    macro_method = "" if report_options(manifest)["method"] == "percentile" else "percentile "
+    return (ci_basis(manifest, "problem") + "; a 0/1 cell where every problem scored the same shows the Wilson "
+            "interval of 0 (or n) of n problems. Macro: the mean of an arm's benchmark estimates, equal weights, its "
+            f"CI from a {macro_method}bootstrap that resamples problems within each benchmark.")
 
 
 class _ReasoningSection:
@@ -115,7 +113,6 @@ class ReasoningArmsSection(_ReasoningSection):
     description = "paired arm comparisons per benchmark and macro: Mean@k, Pass@k, maj@k, tokens deltas"
 
     def render(self, records, manifest, summary) -> str:
-        from reports.compare import report_options
         from reports.reasoning import METRICS
 
         rows = [r for r in summary.get("comparisons", []) if r["kind"] == "arms"]
