@@ -286,10 +286,14 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
                         "generated_tok_per_s": round(tps, 1) if tps else None, "backends": redact(resolved)})
     store.update_manifest(invocations=invocations)
 
-    from harness.report import console_summary, load_run, render_report
+    from harness.report import SectionFailed, console_summary, load_run, render_report
 
     records, manifest = load_run(store)
-    summary, _ = render_report(store, records, manifest)
+    failed = None
+    try:
+        summary, _ = render_report(store, records, manifest)
+    except SectionFailed as exc:  # the records and the rest of the report are written: say so, then fail
+        failed, summary = exc, exc.summary
     judged = ""
     if config["judge"]:
         judge_cfg = ", ".join(f"{k}={v}" for k, v in config["judge"].items() if k != "name" and not isinstance(v, dict))
@@ -301,3 +305,5 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
     click.echo(f"\n{s['new_records']} new records ({s['generated_tokens']} tokens generated{rate}) "
                f"in {time.time() - started:.0f}s")
     click.echo(f"report: {out / 'report.md'}")
+    if failed is not None:
+        raise failed
