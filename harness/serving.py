@@ -36,12 +36,12 @@ class ServerError(click.ClickException):
     """A server could not answer: every server is dead, or it refused a request outright."""
 
 
-class _Retryable(Exception):
+class RetryableError(Exception):
     pass
 
 
 def post_json(url: str, payload: dict, timeout: float, headers: dict | None = None) -> dict:
-    """POST ``payload`` as JSON; returns the decoded reply. Raises :class:`_Retryable` for
+    """POST ``payload`` as JSON; returns the decoded reply. Raises :class:`RetryableError` for
     connection errors, timeouts and 408/429/5xx, :class:`ServerError` for other HTTP errors."""
     data = json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, method="POST",
@@ -52,11 +52,11 @@ def post_json(url: str, payload: dict, timeout: float, headers: dict | None = No
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")[:500]
         if exc.code in RETRY_STATUS:
-            raise _Retryable(f"HTTP {exc.code} from {url}: {body}") from exc
+            raise RetryableError(f"HTTP {exc.code} from {url}: {body}") from exc
         raise ServerError(f"HTTP {exc.code} from {url}: {body}") from exc
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException,
             json.JSONDecodeError) as exc:
-        raise _Retryable(f"{type(exc).__name__} from {url}: {exc}") from exc
+        raise RetryableError(f"{type(exc).__name__} from {url}: {exc}") from exc
 
 
 def get_ok(url: str, timeout: float = 5.0) -> bool:
@@ -136,7 +136,7 @@ class ServerPool:
                     with self._lock:
                         self.stats["requests"] += 1
                     return reply
-                except _Retryable as exc:
+                except RetryableError as exc:
                     last = str(exc)
                     if attempt < self.retries:
                         with self._lock:

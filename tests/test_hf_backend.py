@@ -60,7 +60,7 @@ def _gens(seeds):
 
 
 def test_nucleus_fast_path_equals_full_sort():
-    from plugins.backends.hf import sample_rows
+    from plugins.backends.hf.kernels import sample_rows
 
     logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0)) * 3
     for top_p in (0.3, 0.9, 0.999):
@@ -72,7 +72,7 @@ def test_nucleus_fast_path_equals_full_sort():
 def test_nucleus_sampling_matches_the_truncated_distribution():
     from scipy.stats import chisquare
 
-    from plugins.backends.hf import sample_rows
+    from plugins.backends.hf.kernels import sample_rows
 
     probs = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
     logits = probs.log()[None, :].repeat(4000, 1)
@@ -109,3 +109,32 @@ def test_logit_budget_splits_batches_without_changing_results(backend):
     for a, b in zip(whole, split):
         assert [c.token_ids for c in a] == [c.token_ids for c in b]
         assert a[0].score_logprobs == pytest.approx(b[0].score_logprobs, abs=1e-4)
+
+
+def test_tokenizer_base_members(backend):
+    """What harness.backend_base.TokenizerBackend gives the hf backend (and openai, sglang)."""
+    from harness.backend_base import TokenizerBackend
+    from harness.errors import BadInput
+
+    assert isinstance(backend, TokenizerBackend) and backend.tokenizer_spec == "random:tiny-qwen3"
+    ids = backend.encode("ab</think>cd</x>")
+    assert backend.decode(ids) == "ab</think>cd</x>"
+    # ids end before the token where the first stop string begins; none found: all of them
+    assert backend.cut_at_stop(ids, ("</x>", "</think>")) == backend.encode("ab")
+    assert backend.cut_at_stop(ids, ("nope",)) == ids
+    assert backend.first_stop("ab</think>", ("</think>", "b")) == 1 and backend.first_stop("ab", ("c",)) is None
+    assert backend.cut_at(ids, 3) == backend.encode("ab<")
+    # the tokenizer's EOS and the model's generation_config EOS ids
+    from types import SimpleNamespace
+
+    class Model:
+        generation_config = SimpleNamespace(eos_token_id=[5, 6])
+
+        def forward(self, input_ids, past_key_values=None):
+            raise AssertionError("not run")
+
+    other = HFBackend.from_loaded(backend.arm, Model(), backend.tokenizer, "cpu")
+    assert other.eos_ids == {backend.tokenizer.eos_token_id, 5, 6}
+    with pytest.raises(BadInput, match="arm 'tiny' has no chat template; use the plain prompt"):
+        backend.chat_prompt([{"role": "user", "content": "hi"}])
+

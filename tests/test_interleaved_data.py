@@ -166,7 +166,7 @@ def test_empty_thought_tags_are_bad_options(tmp_path):
     assert res.exit_code == 2 and "--think-open: a thought tag cannot be empty" in res.output
     from harness.errors import BadInput
 
-    with pytest.raises(BadInput, match="think_close=''"):
+    with pytest.raises(BadInput, match="think_close is empty"):
         ChunksTask({"think_close": ""})
 
 

@@ -168,6 +168,17 @@ def test_check_needs_a_url_and_valid_options():
     assert OpenAIBackend(arm).pool.urls == ["http://a:1", "http://b:2"]
 
 
+def test_local_tokenizer_members_come_from_the_base_class():
+    from harness.backend_base import ServerBackend
+
+    b = OpenAIBackend(Arm(name="srv", model="served/name", backend="openai",
+                          options={"url": "http://127.0.0.1:9", "tokenizer": "random:tiny-qwen3"}))
+    assert isinstance(b, ServerBackend) and b.tokenizer_spec == "random:tiny-qwen3" and b.takes_url
+    assert b.decode(b.encode("Hi</think>")) == "Hi</think>" and b.eos_ids == {TOK.eos_token_id}
+    with pytest.raises(BadInput, match=r"arm 'srv' has no chat template \(tokenizer random:tiny-qwen3\)"):
+        b.chat_prompt([{"role": "user", "content": "hi"}])
+
+
 def test_one_request_per_sample_with_explicit_sampling_and_token_ids(servers):
     fake = servers(vllm_like)
     b = backend([fake.url])

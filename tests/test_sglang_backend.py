@@ -444,6 +444,48 @@ def test_check_refuses_launching_a_random_preset():
         SGLangBackend.check(Arm(name="sg", model="random:tiny-qwen3", backend="sglang", options={"launch": True}))
 
 
+def test_server_urls_follow_one_rule_in_both_server_backends():
+    # before: sglang took "http://a:1,http://b:2" as one server (its check passed it); openai split it
+    from harness.backend_base import ServerBackend
+    from plugins.backends.openai import OpenAIBackend
+
+    options = {"url": " http://127.0.0.1:1/, https://gpu-box:30000/sub ,,", "tokenizer": TOK}
+    want = ["http://127.0.0.1:1", "https://gpu-box:30000/sub"]
+    for name, cls in (("sglang", SGLangBackend), ("openai", OpenAIBackend)):
+        arm = Arm(name="s", model="fake/model", backend=name, options=options)
+        assert ServerBackend.server_urls(arm) == want
+        cls.check(arm)
+    assert SGLangBackend(Arm(name="s", model="fake/model", backend="sglang", options=options)).opts.urls == want
+    # urls (what --backend-url fills) wins over url; a list may hold comma-separated strings too
+    arm = Arm(name="s", model="m", backend="sglang", options={"urls": ["http://a:1,http://b:2"], "url": "http://c:3"})
+    assert ServerBackend.server_urls(arm) == ["http://a:1", "http://b:2"]
+    assert ServerBackend.server_urls(Arm(name="s", model="m", backend="sglang")) == []
+
+
+@pytest.mark.parametrize("url", ["localhost:30000", "http://a:1 http://b:2", "ftp://h:1", "http://:8000",
+                                 "http://h:99999", "http://h:0", "http://h:port", "http://h:1/?x=1", "http://h:1/#f",
+                                 "http//h:1"])
+@pytest.mark.parametrize("backend", ["sglang", "openai"])
+def test_a_malformed_server_url_is_refused_naming_it(url, backend):
+    from plugins.backends.openai import OpenAIBackend
+
+    cls = SGLangBackend if backend == "sglang" else OpenAIBackend
+    with pytest.raises(BadInput, match=r"--backend-url: arm 's' \(backend %s\): server URL .* is not "
+                       r"http\(s\)://HOST\[:PORT\]" % backend):
+        cls.check(Arm(name="s", model="fake/model", backend=backend, options={"url": url, "tokenizer": TOK}))
+    with pytest.raises(BadInput, match="must be strings"):
+        cls.check(Arm(name="s", model="fake/model", backend=backend, options={"urls": [8000], "tokenizer": TOK}))
+
+
+def test_server_seed_is_the_low_31_bits_in_both_server_backends():
+    from harness.backend_base import SEED_MODULUS, ServerBackend
+    from plugins.backends.openai import SEED_MODULUS as OPENAI_SEED_MODULUS
+
+    assert SEED_MODULUS == OPENAI_SEED_MODULUS == 2**31
+    for seed in (0, 7, 2**31 - 1, 2**31, (1 << 62) + 12345, 2**63 - 1):
+        assert ServerBackend.server_seed(seed) == seed % 2**31 == seed & 0x7FFFFFFF
+
+
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:

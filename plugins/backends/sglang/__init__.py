@@ -6,18 +6,19 @@ it talks HTTP, and only a launched server runs ``python -m sglang.launch_server`
 
 Arm options:
 
-- ``urls`` / ``url``: running servers (``harness run --backend-url URL`` fills ``urls``); or
-  ``launch = true``: start one, ``<launch_command> --model-path MODEL --host 127.0.0.1 --port PORT
-  [--dtype D] [--trust-remote-code] [--enable-deterministic-inference] <launch_args>``, in its own
-  process group, waiting for ``GET /health_generate``; it is stopped at exit (or ``close()``).
-  ``launch_command`` defaults to ``[python, "-m", "sglang.launch_server"]``; ``port`` to a free
-  one; ``deterministic = true`` adds ``--enable-deterministic-inference``; ``launch_args`` is a
-  list or a string; ``startup_timeout`` (s, default 1800). The log goes to
-  ``$HARNESS_CACHE/sglang/<arm>-<port>.log``.
+- ``urls`` / ``url``: running servers, a list or a comma-separated string (``harness run
+  --backend-url URL`` fills ``urls``); or ``launch = true``: start one, ``<launch_command>
+  --model-path MODEL --host 127.0.0.1 --port PORT [--dtype D] [--trust-remote-code]
+  [--enable-deterministic-inference] <launch_args>``, in its own process group, waiting for
+  ``GET /health_generate``; it is stopped at exit (or ``close()``). ``launch_command`` defaults to
+  ``[python, "-m", "sglang.launch_server"]``; ``port`` to a free one; ``deterministic = true``
+  adds ``--enable-deterministic-inference``; ``launch_args`` is a list or a string;
+  ``startup_timeout`` (s, default 1800). The log goes to ``$HARNESS_CACHE/sglang/<arm>-<port>.log``.
+  Launching and probing servers: :mod:`.servers`.
 - ``tokenizer``: the model spec whose tokenizer encodes prompts and decodes ids locally (default:
   the arm's model); it must be the served model's tokenizer.
 - ``concurrency`` (requests in flight per server, 64), ``retries`` (4), ``backoff`` (s, 0.5),
-  ``timeout`` (s per request, 600).
+  ``timeout`` (s per request, 600). All options are checked once, by :mod:`.options`.
 
 Protocol. Every request is ``POST /generate`` with ``input_ids`` (never text, never the OpenAI chat
 endpoint) and every sampling field explicit: ``temperature``, ``top_p``, ``top_k = -1``,
@@ -31,7 +32,8 @@ started with ``--preferred-sampling-params`` could still set fields the backend 
 (``regex``, ``logit_bias``, ...): ``info()`` records what it reports there and notes it.
 
 Seeds. A request with ``n`` samples becomes ``n`` requests, each with its own ``sampling_seed`` (the
-sample's seed reduced to 31 bits, since some SGLang versions hold seeds in an int32 tensor). SGLang
+sample's seed reduced to 31 bits, since some SGLang versions hold seeds in an int32 tensor:
+:meth:`harness.backend_base.ServerBackend.server_seed`). SGLang
 uses ``sampling_seed`` only when the server runs with ``--enable-deterministic-inference``;
 otherwise samples are not reproducible from their seeds (``info()`` says so). With that flag, one
 request with ``n > 1`` and one seed would return ``n`` identical samples, which is why ``n`` is
@@ -62,27 +64,17 @@ so the log-probs are the model's own whatever the server does with sampling sett
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
-import os
-import re
-import shlex
-import signal
-import socket
-import sys
 import threading
-import urllib.error
-import urllib.request
-import weakref
 from dataclasses import replace
 
-from harness.errors import BadInput
+from harness.backend_base import ServerBackend
 from harness.hookspecs import hookimpl
 from harness.serving import ServerError
 from harness.types import Completion
+from plugins.backends.sglang.options import parse_options
+from plugins.backends.sglang.servers import SGLangServers
 
-SEED_BITS = 31
-DEFAULT_CONCURRENCY = 64
+NAN_STOP = "NaN happened"  # SGLang's finish_reason "matched" when a sample's logits held NaN
 
 
 @hookimpl
@@ -90,182 +82,32 @@ def register_backends(register):
     register(SGLangBackend)
 
 
-def default_launch_command() -> list[str]:
-    return [sys.executable, "-m", "sglang.launch_server"]
-
-
-def _urls(options: dict) -> list[str]:
-    urls = options.get("urls") or options.get("url") or []
-    if isinstance(urls, str):
-        urls = [urls]
-    return [str(u) for u in urls]
-
-
-def _flag(options: dict, key: str, arm_name: str) -> bool:
-    value = options.get(key, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
-        return value.lower() in ("true", "1", "yes")
-    raise BadInput(f"arm {arm_name!r}: option {key} must be true or false, not {value!r}")
-
-
-def _arg_list(value, key: str, arm_name: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return shlex.split(value)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
-        return [str(v) for v in value]
-    raise BadInput(f"arm {arm_name!r}: option {key} must be a list of arguments or one string, not {value!r}")
-
-
-def _number(options: dict, key: str, default, arm_name: str, kind=float, minimum=0.0):
-    value = options.get(key, default)
-    number = None
-    if not isinstance(value, bool) and not (kind is int and isinstance(value, float)):
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            pass
-    if number is None or number < minimum:
-        raise BadInput(f"arm {arm_name!r}: option {key} must be a{'n integer' if kind is int else ' number'} "
-                       f">= {minimum}, not {value!r}")
-    return number
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str, timeout: float = 5.0):
-    """GET ``url`` as JSON; None when it cannot be had (servers without that endpoint, say)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read().decode())
-    except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
-        return None
-
-
-def _stop(server) -> None:
-    """Stop a launched server's process group. ``LaunchedServer.stop`` signals the group only
-    while its leader lives; when the leader already died, what is left of the group (SGLang's
-    scheduler and detokenizer processes, say) gets SIGTERM here."""
-    server.stop()
-    if server.proc is not None and server.proc.poll() is not None:
-        try:
-            os.killpg(server.proc.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def _affinity_of(ids) -> str:
     return "ids:" + hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
-NAN_STOP = "NaN happened"  # SGLang's finish_reason "matched" when a sample's logits held NaN
-
-
-class SGLangBackend:
+class SGLangBackend(ServerBackend):
     name = "sglang"
     description = "SGLang servers (native /generate, token ids, explicit sampling, per-sample seeds, item affinity)"
-    takes_url = True
 
-    # -- validation ---------------------------------------------------------------------
     @classmethod
     def check(cls, arm) -> None:
         """Validate the arm before anything runs: a server to talk to (URLs or ``launch``), sane
         option values, and a model/tokenizer spec that can be found."""
-        from harness.modelspec import ModelSpecError, resolve_path
-
-        o = arm.options
-        urls, launch = _urls(o), _flag(o, "launch", arm.name)
-        if not urls and not launch:
-            raise BadInput(f"arm {arm.name!r} (backend sglang) needs a server: --backend-url URL, the arm option "
-                           "url/urls, or launch = true to start one")
-        if urls and launch:
-            raise BadInput(f"arm {arm.name!r} (backend sglang) has both server URLs and launch = true; give one")
-        for u in urls:
-            if not re.match(r"^https?://[^/\s]+", u):
-                raise BadInput(f"arm {arm.name!r}: server URL {u!r} is not http(s)://HOST[:PORT]")
-        _flag(o, "deterministic", arm.name)
-        _number(o, "concurrency", DEFAULT_CONCURRENCY, arm.name, int, 1)
-        _number(o, "retries", 4, arm.name, int, 0)
-        _number(o, "backoff", 0.5, arm.name)
-        _number(o, "timeout", 600, arm.name, float, 0.001)
-        _number(o, "startup_timeout", 1800, arm.name, float, 0.001)
-        _arg_list(o.get("launch_args"), "launch_args", arm.name)
-        if o.get("launch_command") is not None and not _arg_list(o["launch_command"], "launch_command", arm.name):
-            raise BadInput(f"arm {arm.name!r}: option launch_command is empty")
-        if o.get("port") is not None:
-            _number(o, "port", None, arm.name, int, 1)
-        if launch:
-            kind, _ = resolve_path(arm)
-            if kind == "random":
-                raise BadInput(f"arm {arm.name!r}: {arm.model} is a random-init preset of the hf backend; "
-                               "SGLang needs an HF model directory or a Hub id")
-        spec = o.get("tokenizer") or arm.model
-        try:
-            resolve_path(replace(arm, model=spec))
-        except ModelSpecError as exc:
-            hint = "" if o.get("tokenizer") else " (set the arm option tokenizer to a local copy or Hub id of the served model)"
-            raise BadInput(f"{exc.message}{hint}") from exc
+        parse_options(arm)
 
     def __init__(self, arm):
-        self.check(arm)
-        self.arm = arm
-        o = arm.options
-        self.urls = _urls(o)
-        self.launch = _flag(o, "launch", arm.name)
-        self.deterministic_option = _flag(o, "deterministic", arm.name)
-        self.concurrency = _number(o, "concurrency", DEFAULT_CONCURRENCY, arm.name, int, 1)
-        self.retries = _number(o, "retries", 4, arm.name, int, 0)
-        self.backoff = _number(o, "backoff", 0.5, arm.name)
-        self.timeout = _number(o, "timeout", 600, arm.name, float, 0.001)
-        self.startup_timeout = _number(o, "startup_timeout", 1800, arm.name, float, 0.001)
-        self.tokenizer_spec = o.get("tokenizer") or arm.model
-        self._tokenizer = None
-        self._eos = None
-        self._pool = None
-        self._server = None
-        self._servers_info: list[dict] = []
+        super().__init__(arm)  # the local tokenizer: ServerBackend.tokenizer_of(arm)
+        self.opts = parse_options(arm)
+        self.servers = SGLangServers(arm, self.opts)
         self._lock = threading.Lock()
         self._counts = {"ids_from_logprobs": 0, "ids_from_text": 0, "stop_not_found": 0, "scored": 0}
         self._info: dict | None = None
 
     # -- tokenizer ----------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from harness.modelspec import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.arm, self.tokenizer_spec)
-        return self._tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
-
-    def decode(self, ids) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-    @property
-    def eos_ids(self) -> set[int]:
-        """The tokenizer's EOS plus the model's generation_config EOS ids when they can be read
-        locally (as the hf backend does); sent as ``stop_token_ids`` with every request."""
-        if self._eos is None:
-            ids = set()
-            sources = [self.tokenizer.eos_token_id, self._generation_config_eos()]
-            for source in sources:
-                if isinstance(source, int):
-                    ids.add(source)
-                elif source:
-                    ids.update(int(t) for t in source)
-            self._eos = ids
-        return self._eos
-
-    def _generation_config_eos(self):
+    def generation_eos_ids(self):
+        """The model's generation_config EOS ids when they can be read locally (as the hf backend
+        has them); with the tokenizer's, sent as ``stop_token_ids`` with every request."""
         from harness.modelspec import resolve_path
 
         try:
@@ -278,109 +120,14 @@ class SGLangBackend:
         except Exception:  # no generation_config.json (or offline): the tokenizer's EOS alone
             return None
 
-    def chat_prompt(self, messages: list[dict]) -> str:
-        """``messages`` in the local tokenizer's chat template, up to the assistant's turn (the
-        rendered text is then encoded locally and sent as ids, like every prompt)."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise BadInput(f"arm {self.arm.name!r} has no chat template; use the plain prompt for it "
-                           "(its arm option reasoning_prompt = \"plain\")")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
     # -- servers ------------------------------------------------------------------------
-    def _get_pool(self):
-        with self._lock:
-            if self._pool is None:
-                from harness.serving import ServerPool
-
-                urls = [self._start()] if self.launch else self.urls
-                self._pool = ServerPool(urls, concurrency=self.concurrency, retries=self.retries,
-                                        timeout=self.timeout, backoff=self.backoff)
-                self._servers_info = [self._probe(u) for u in self._pool.urls]
-        return self._pool
-
-    def _launch_cmd(self, port: int) -> list[str]:
-        from harness.modelspec import resolve_path
-
-        o = self.arm.options
-        _, where = resolve_path(self.arm)
-        cmd = _arg_list(o.get("launch_command"), "launch_command", self.arm.name) or default_launch_command()
-        cmd += ["--model-path", where, "--host", "127.0.0.1", "--port", str(port)]
-        if self.arm.dtype and self.arm.dtype != "auto":
-            cmd += ["--dtype", self.arm.dtype]
-        if self.arm.trust_remote_code:
-            cmd += ["--trust-remote-code"]
-        if self.deterministic_option:
-            cmd += ["--enable-deterministic-inference"]
-        return cmd + _arg_list(o.get("launch_args"), "launch_args", self.arm.name)
-
-    def _start(self) -> str:
-        from harness.modelspec import cache_dir
-        from harness.serving import LaunchedServer
-
-        port = int(self.arm.options.get("port") or _free_port())
-        url = f"http://127.0.0.1:{port}"
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.arm.name)
-        log_path = str(cache_dir() / "sglang" / f"{safe}-{port}.log")
-        server = LaunchedServer(self._launch_cmd(port), url + "/health_generate", log_path,
-                                startup_timeout=self.startup_timeout)
-        try:
-            server.start()
-        except ServerError as exc:
-            _stop(server)
-            raise ServerError(f"arm {self.arm.name!r}: the SGLang server did not start (log: {log_path}): "
-                              f"{exc.message}") from exc
-        self._server = server
-        self._finalizer = weakref.finalize(self, _stop, server)  # stopped when the backend goes away
-        return url
-
     def close(self) -> None:
         """Stop the launched server (its whole process group); nothing for connected servers."""
-        if self._server is not None:
-            _stop(self._server)
-
-    def _probe(self, url: str) -> dict:
-        """What the server says about itself: served model and whether deterministic inference
-        is on (``/get_model_info``, ``/get_server_info``); fields are None when it does not say."""
-        model = _get_json(url + "/get_model_info") or {}
-        server = _get_json(url + "/get_server_info") or {}
-        det = server.get("enable_deterministic_inference") if isinstance(server, dict) else None
-        preferred = model.get("preferred_sampling_params") if isinstance(model, dict) else None
-        return {"url": url, "model_path": model.get("model_path") if isinstance(model, dict) else None,
-                "deterministic": det if isinstance(det, bool) else None,
-                "version": server.get("version") if isinstance(server, dict) else None,
-                "preferred_sampling_params": preferred or None}
-
-    def _deterministic(self):
-        flags = [s["deterministic"] for s in self._servers_info]
-        if flags and all(f is True for f in flags):
-            return True
-        if any(f is False for f in flags):
-            return False
-        return self.deterministic_option if self.launch else None
-
-    def _died(self) -> ServerError | None:
-        if self._server is not None and self._server.died():
-            return ServerError(f"arm {self.arm.name!r}: the launched SGLang server exited with status "
-                               f"{self._server.proc.returncode} (log: {self._server.log_path}):\n"
-                               f"{self._server.log_tail()}")
-        return None
+        self.servers.close()
 
     def _post_all(self, jobs, progress=None) -> list:
-        """POST every ``(payload, affinity, counts_for_progress)`` job to ``/generate`` with at most
-        ``concurrency`` in flight per server; replies in job order. The first failure cancels what
-        has not started and is raised (as the launched server's death, with its log, if it died)."""
-        pool = self._get_pool()
-        dead = self._died()
-        if dead:
-            raise dead
         try:
-            return pool.map([("/generate", payload, affinity) for payload, affinity, _ in jobs],
-                            [counted for _, _, counted in jobs], progress)
-        except Exception as exc:
-            dead = self._died()
-            if dead:
-                raise dead from exc
-            raise
+            return self.servers.post_all(jobs, progress)
         finally:
             self._update_info()
 
@@ -404,7 +151,7 @@ class SGLangBackend:
                 "ignore_eos": False,
                 "skip_special_tokens": True,
                 "n": 1,
-                "sampling_seed": int(seed) & ((1 << SEED_BITS) - 1),
+                "sampling_seed": self.server_seed(seed),
             },
             "stream": False,
         }
@@ -542,9 +289,9 @@ class SGLangBackend:
             raise ServerError(f"arm {self.arm.name!r}: unexpected finish_reason in a /generate reply: {fr!r}")
         stops = [s for s in r.stop_strings if s]
         if stops and reason in ("stop", "length"):
-            text = self.decode(ids)
-            if any(s in text for s in stops):
-                ids, reason = self._cut_at_stop(ids, stops, text), "stop"
+            at = self.first_stop(self.decode(ids), stops)
+            if at is not None:
+                ids, reason = self.cut_at(ids, at), "stop"
             elif reason == "stop":
                 with self._lock:
                     self._counts["stop_not_found"] += 1
@@ -552,32 +299,24 @@ class SGLangBackend:
         return Completion(token_ids=ids, text=self.decode(ids), finish_reason=reason,
                           cached_tokens=int(cached) if isinstance(cached, (int, float)) else None)
 
-    def _cut_at_stop(self, ids, stops, text) -> list[int]:
-        """Drop the tokens from the one where the first stop string begins onwards."""
-        at = min(text.find(s) for s in stops if s in text)
-        keep = len(ids)
-        while keep > 0 and len(self.decode(ids[:keep])) > at:
-            keep -= 1
-        return list(ids[:keep])
-
     # -- info ---------------------------------------------------------------------------
     def info(self) -> dict:
         """Servers, launch and determinism settings, request counters and notes. The same dict
         is kept up to date after every call, so a caller that records it at the end of a run
         sees the final counters and notes."""
-        self._get_pool()
+        self.servers.get_pool()
         if self._info is None:
             self._info = {}
         self._update_info()
         return self._info
 
     def _update_info(self) -> None:
-        if self._info is None or self._pool is None:
+        if self._info is None or self.servers.pool is None:
             return
-        det = self._deterministic()
+        det = self.servers.deterministic()
         notes = ["sglang: prompts go to /generate as token ids with every sampling field explicit "
                  "(top_k=-1, min_p=0, neutral penalties), so server sampling defaults never apply"]
-        preferred = [s["url"] for s in self._servers_info if s.get("preferred_sampling_params")]
+        preferred = [s["url"] for s in self.servers.probed if s.get("preferred_sampling_params")]
         if preferred:
             notes.append(f"sglang: {', '.join(preferred)} set --preferred-sampling-params (recorded under servers), "
                          "which fills any /generate field the backend leaves out")
@@ -599,19 +338,19 @@ class SGLangBackend:
         if self._counts["stop_not_found"]:
             notes.append(f"sglang: {self._counts['stop_not_found']} completions stopped on a stop string the local "
                          "tokenizer does not decode; their ids were kept whole (is the tokenizer the served one?)")
-        for s in self._servers_info:
-            if s["model_path"] and not self.launch and s["model_path"] != self.arm.model:
+        for s in self.servers.probed:
+            if s["model_path"] and not self.opts.launch and s["model_path"] != self.arm.model:
                 notes.append(f"sglang: {s['url']} serves {s['model_path']} (arm model: {self.arm.model})")
-        stats = self._pool.stats
+        stats, launched = self.servers.pool.stats, self.servers.launched
         self._info.update({
             "backend": "sglang",
-            "servers": [dict(s) for s in self._servers_info],
-            "launched": self._server is not None,
-            "launch_command": self._server.cmd if self._server is not None else None,
-            "log": self._server.log_path if self._server is not None else None,
+            "servers": [dict(s) for s in self.servers.probed],
+            "launched": launched is not None,
+            "launch_command": launched.cmd if launched is not None else None,
+            "log": launched.log_path if launched is not None else None,
             "deterministic": det,
             "tokenizer": self.tokenizer_spec,
-            "concurrency": self.concurrency,
+            "concurrency": self.opts.concurrency,
             "notes": notes,
             "requests": stats["requests"],
             "retries": stats["retries"],

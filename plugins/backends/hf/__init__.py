@@ -2,13 +2,16 @@
 
 Requests are token ids. Prompts are batched with left padding; each prompt is prefilled once
 and its KV cache expanded to its ``n`` samples; every sample draws from its own seeded
-generator, so a record can be regenerated alone. Finished rows leave the batch.
+generator, so a record can be regenerated alone. Finished rows leave the batch. The tensor
+kernels (sampling, teacher-forced log-probs) are in :mod:`plugins.backends.hf.kernels`.
 """
 
 from __future__ import annotations
 
+from harness.backend_base import TokenizerBackend
 from harness.hookspecs import hookimpl
 from harness.types import Completion
+from plugins.backends.hf.kernels import cache_arg, continuation_logprobs, out_cache, sample_rows
 
 
 @hookimpl
@@ -16,59 +19,12 @@ def register_backends(register):
     register(HFBackend)
 
 
-def sample_rows(logits, temperature: float, top_p: float, generators, top_k_first: int = 1024):
-    """Sample one token per row, each row from its own seeded generator (temperature 0 = greedy).
-
-    Nucleus sampling is exact: the candidates are the ``top_k_first`` most likely tokens when they
-    already hold ``top_p`` of the mass (almost always), else the row's whole sorted vocabulary.
-    Each row draws one uniform number from its generator and inverts its (truncated) CDF, so a
-    row's token depends only on its own logits and seed, never on the rest of the batch.
-    """
-    import torch
-
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)
-    vocab = probs.shape[-1]
-    idx = None
-    vals = probs
-    if top_p < 1.0:
-        k = min(top_k_first, vocab)
-        vals, idx = probs.topk(k, dim=-1)
-        short = (vals.sum(-1) < top_p).nonzero().flatten().tolist()
-        if short and k < vocab:  # the nucleus is wider than top_k_first: sort those rows in full
-            full_vals, full_idx = probs[short].sort(-1, descending=True)
-            vals = torch.cat([vals, vals.new_zeros(len(vals), vocab - k)], 1)
-            idx = torch.cat([idx, idx.new_zeros(len(idx), vocab - k)], 1)
-            vals[short], idx[short] = full_vals, full_idx
-        # keep a token while the mass before it is below top_p (the most likely token always stays)
-        vals = vals.masked_fill(vals.cumsum(-1) - vals >= top_p, 0.0)
-    cum = vals.double().cumsum(-1)
-    total = cum[:, -1:]
-    u = torch.cat([torch.rand(1, generator=g, device=g.device, dtype=torch.float64) for g in generators])
-    pick = torch.searchsorted(cum, u[:, None] * total, right=True)
-    last_positive = (cum < total).sum(-1, keepdim=True)  # guards the u * total == total rounding edge
-    pick = torch.minimum(pick, last_positive)
-    return pick[:, 0] if idx is None else idx.gather(-1, pick)[:, 0]
-
-
-def _cache_arg(model) -> str:
-    """The forward() keyword for the KV cache: ``cache`` in newer transformers, else ``past_key_values``."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _out_cache(out):
-    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-
-
-class HFBackend:
+class HFBackend(TokenizerBackend):
     name = "hf"
     description = "transformers in-process (CPU/CUDA): batched, shared-prefix n-sampling, teacher-forced score()"
 
     def __init__(self, arm):
-        self.arm = arm
+        super().__init__(arm)  # the tokenizer is the model's own, loaded with it
         self._model = None
         self.batch_rows = int(arm.options.get("batch_rows", 64))
         self.score_tokens = int(arm.options.get("score_batch_tokens", 16384))
@@ -80,51 +36,30 @@ class HFBackend:
     def from_loaded(cls, arm, model, tokenizer, device):
         """A backend over an already-loaded model (training samples from its live weights)."""
         backend = cls(arm)
-        backend._model, backend.tokenizer, backend.device = model, tokenizer, device
-        backend._cache_kw = _cache_arg(model)
+        backend._model, backend._tokenizer, backend.device = model, tokenizer, device
+        backend._cache_kw = cache_arg(model)
         return backend
 
     def _load(self):
         if self._model is None:
             from harness.modelspec import load_model
 
-            self._model, self.tokenizer, self.device = load_model(self.arm)
-            self._cache_kw = _cache_arg(self._model)
+            self._model, self._tokenizer, self.device = load_model(self.arm)
+            self._cache_kw = cache_arg(self._model)
         return self._model
 
     @property
     def model(self):
         return self._load()
 
-    def encode(self, text: str) -> list[int]:
+    def load_tokenizer(self):
+        """The model's own tokenizer, loaded with the model."""
         self._load()
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self._tokenizer
 
-    def decode(self, ids) -> str:
-        self._load()
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-    @property
-    def eos_ids(self) -> set[int]:
-        self._load()
-        ids = set()
-        for source in (self.tokenizer.eos_token_id, getattr(self._model.generation_config, "eos_token_id", None)):
-            if isinstance(source, int):
-                ids.add(source)
-            elif source:
-                ids.update(source)
-        return ids
-
-    def chat_prompt(self, messages: list[dict]) -> str:
-        """``messages`` rendered by the tokenizer's chat template, ending where the assistant's
-        turn begins (a ``ValueError`` naming the arm when the model has no chat template)."""
-        self._load()
-        if not getattr(self.tokenizer, "chat_template", None):
-            from harness.errors import BadInput
-
-            raise BadInput(f"arm {self.arm.name!r} has no chat template; use the plain prompt for it "
-                           "(its arm option reasoning_prompt = \"plain\")")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def generation_eos_ids(self):
+        """The EOS ids of the model's generation config (often more than the tokenizer's)."""
+        return getattr(self.model.generation_config, "eos_token_id", None)
 
     def info(self) -> dict:
         self._load()
@@ -206,7 +141,7 @@ class HFBackend:
             cache_kw = self._cache_kw
             out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True,
                         logits_to_keep=extra + 1)
-            cache = _out_cache(out)
+            cache = out_cache(out)
             # out.logits[:, j] comes from position width - 1 + j: j = 0 predicts the first new
             # token, j >= 1 scores score_ids[j - 1].
             scored = [None] * len(reqs)
@@ -246,7 +181,7 @@ class HFBackend:
                         continue
                     tokens[row].append(t)
                     if stops:
-                        tail = tok.decode(tokens[row][-look:], skip_special_tokens=True)
+                        tail = self.decode(tokens[row][-look:])
                         if any(s in tail for s in stops):
                             finish[row] = "stop"
                             continue
@@ -262,7 +197,7 @@ class HFBackend:
                 attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
                 out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=attn,
                             position_ids=next_pos[:, None], use_cache=True, **{cache_kw: cache})
-                cache = _out_cache(out)
+                cache = out_cache(out)
                 logits = out.logits[:, -1, :]
                 next_pos = next_pos + 1
         results = []
@@ -272,27 +207,16 @@ class HFBackend:
             for _ in range(r.n):
                 ids_ = tokens[row]
                 if finish[row] == "stop":
-                    ids_ = self._cut_at_stop(ids_, stops)
-                comps.append(Completion(token_ids=ids_, text=tok.decode(ids_, skip_special_tokens=True),
+                    ids_ = self.cut_at_stop(ids_, stops)
+                comps.append(Completion(token_ids=ids_, text=self.decode(ids_),
                                         finish_reason=finish[row], score_logprobs=scored[len(results)]))
                 row += 1
             results.append(comps)
         return results
 
-    def _cut_at_stop(self, ids, stops):
-        """Drop the tokens from the one where the first stop string begins onwards."""
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        at = min(text.find(s) for s in stops if s in text)
-        keep = len(ids)
-        while keep > 0 and len(self.tokenizer.decode(ids[:keep], skip_special_tokens=True)) > at:
-            keep -= 1
-        return list(ids[:keep])
-
     # -- scoring ------------------------------------------------------------------------
     def score(self, requests):
         """Per-token log-probs (list of floats) of each request's continuation."""
-        from training.logprobs import continuation_logprobs
-
         self._load()
         if requests:
             worst = max(requests, key=lambda r: len(r.context_ids) + len(r.continuation_ids))
