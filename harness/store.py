@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from harness.checks import thought_row_problem
+from harness.jsonl import jsonl_rows
 
 SAMPLES = "samples.jsonl"
 THOUGHTS = "thoughts.jsonl"
@@ -72,27 +73,10 @@ def read_jsonl(path: Path, with_lines: bool = False) -> list:
     """Rows of a JSONL file (``(line, row)`` pairs with ``with_lines``). A malformed line, bytes that
     are not UTF-8, or a line that is not a JSON object is an error naming file:line. A torn final
     line without a newline (left by a killed writer) is ignored."""
-    rows = []
     if not path.exists():
-        return rows
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.endswith(b"\n"):
-                break  # torn final write
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StoreError(f"{path}:{n}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StoreError(f"{path}:{n}: malformed JSON line: {exc.msg}") from exc
-            if not isinstance(row, dict):
-                raise StoreError(f"{path}:{n}: expected a JSON object (a record), got {type(row).__name__}")
-            rows.append((n, row) if with_lines else row)
-    return rows
+        return []
+    rows = jsonl_rows(path, StoreError, skip_torn_tail=True)
+    return rows if with_lines else [row for _, row in rows]
 
 
 def _drop_torn_tail(path: Path) -> None:

@@ -6,10 +6,11 @@ about a row can name the file and line.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from harness.jsonl import jsonl_rows
 
 
 class DataError(click.ClickException):
@@ -39,25 +40,7 @@ def read_rows(source: str, *, split: str = "train", config: str | None = None) -
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                                "of the line); save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: malformed JSON: {exc.msg}") from exc
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            row["_line"], row["_source"] = n, str(path)
-            rows.append(row)
-    return rows
+    return [dict(row, _line=n, _source=str(path)) for n, row in jsonl_rows(path, DataError)]
 
 
 def _read_hf(dataset_id: str, *, split: str, config: str | None) -> list[dict]:
