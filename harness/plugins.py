@@ -218,6 +218,20 @@ class Registry:
         valid = ", ".join(self.names()) or "(none)"
         raise BadInput(f"unknown {self.singular} {name!r}; valid: {valid}{extra}", param_hint=hint)
 
+    def create(self, name: str, options: dict, *args, param_hint: str | None = None):
+        """An instance of the class called ``name``, made with ``options`` checked and typed against
+        its declared ``options`` (``harness.options.Option``: unknown keys, bad values and missing
+        required ones are one-line errors; defaults filled in), then ``*args``. A class that
+        declares no options gets ``options`` as given."""
+        from harness.options import parse_options
+
+        cls = self.get(name, param_hint)
+        declared = getattr(cls, "options", ())
+        if isinstance(declared, tuple) and declared:
+            hint = param_hint or f"--{self.singular.replace(' ', '-')}"
+            options = parse_options(declared, options, f"{name} {self.singular}", f"{hint}-option")
+        return cls(options, *args)
+
     def provenance(self, name: str) -> dict:
         """Where the class called ``name`` comes from, for the manifest and the config hash:
         plugin, distribution and version, and for third-party plugins a hash of its module's source."""

@@ -52,7 +52,10 @@ def _check_options(options: dict, eval_cls, intervention_classes: list) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:
         valid = ", ".join(f"{k} ({v})" for k, v in sorted(known.items())) or "none for this eval and interventions"
-        raise BadInput(f"unknown option {unknown[0]!r}; valid: {valid}", param_hint="--option")
+        readers = [n for n, c in registry("interventions").classes.items()
+                   if unknown[0] in member(c, "interventions", "run_options")]
+        hint = f" ({unknown[0]} is read by intervention {', '.join(readers)}: add --intervention)" if readers else ""
+        raise BadInput(f"unknown option {unknown[0]!r}; valid: {valid}{hint}", param_hint="--option")
     check = member(eval_cls, "evals", "check_options")
     if check is not None:
         check(options)
@@ -92,7 +95,7 @@ def load_items(task_names: list[str], options: dict, data_file, limit) -> tuple[
     for name in task_names:
         # PLUGIN:NAME picks one task of a catalogue plugin (lm_eval:gsm8k): it gets name=NAME
         plugin, colon, arg = name.partition(":")
-        task = reg.get(plugin, "--task")(dict(per_task[name], **({"name": arg} if colon else {})))
+        task = reg.create(plugin, dict(per_task[name], **({"name": arg} if colon else {})), param_hint="--task")
         mine = task.items()
         check_items(name, mine)
         mine = mine[:limit] if limit else mine
@@ -190,7 +193,7 @@ def execute(p: RunRequest) -> None:
     judge = judge_name = None
     if member(eval_cls, "evals", "uses_judge"):
         judge_name = p.judge_name or "embedding"
-        judge = registry("judges").get(judge_name, "--judge")(p.judge_options, arms_table)
+        judge = registry("judges").create(judge_name, p.judge_options, arms_table, param_hint="--judge")
     elif p.judge_name or p.judge_options:
         raise BadInput(f"eval {eval_cls.name!r} grades its own answers and takes no judge", param_hint="--judge")
     task_names = list(p.task_names or defaults.get("tasks", ("chunks",)))

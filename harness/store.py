@@ -174,6 +174,8 @@ class RunStore:
 
     def unlock(self) -> None:
         if self._lock_fh is not None:
+            self._lock_fh.seek(0)
+            self._lock_fh.truncate()  # an empty lock file: nobody holds it
             self._lock_fh.close()
             self._lock_fh = None
 
@@ -355,8 +357,9 @@ def _plugin_changes(old: dict, new: dict) -> list[str]:
         if x == y:
             continue
         if x.get("source_sha") != y.get("source_sha") and x.get("dist") == y.get("dist"):
-            parts.append(f"{who} (dist {y.get('dist')}): its code changed since the records were made (source_sha "
-                         f"{x.get('source_sha')} -> {y.get('source_sha')}); reinstall the old code to resume")
+            parts.append(f"{who} (dist {y.get('dist')}): its code changed since this run started (source_sha "
+                         f"{x.get('source_sha')} -> {y.get('source_sha')}), so new records would mix with the old "
+                         "code's; restore that code to resume")
         else:
             parts.append(f"{who}: {x.get('dist')} {x.get('version')} -> {y.get('dist')} {y.get('version')}")
     return parts

@@ -275,3 +275,44 @@ def test_hook_docstrings_point_to_the_contract():
 
     for kind in KINDS.values():
         assert "harness.protocols" in getattr(hookspecs, kind.hook).__doc__, kind.hook
+
+
+class TypedJudge:
+    name = "typed"
+    description = "records the options it was given"
+    seen = []
+
+    from harness.options import Option
+    options = (Option("ratio", float, 1.0, "words ratio", low=0),)
+
+    def __init__(self, options, arms):
+        TypedJudge.seen.append(options)
+
+    def judge(self, pairs):
+        return [Verdict(0, 0.0) for _ in pairs]
+
+    def config(self):
+        return {}
+
+
+@pytest.mark.parametrize("given,needle", [("ratoi=1", "unknown typed judge option 'ratoi'; valid: ratio"),
+                                          ("ratio=abc", "ratio='abc' is not a finite number"),
+                                          ("ratio=-1", "must be >= 0")])
+def test_declared_judge_options_are_checked_by_the_harness(tmp_path, monkeypatch, given, needle):
+    _plugin(monkeypatch, "typedjudge", register_judges=[TypedJudge])
+    res = _run(tmp_path, "--judge", "typed", "--judge-option", given, "--intervention", "blank")
+    assert res.exit_code == 2 and needle in _one_line(res) and not (tmp_path / "run").exists()
+
+
+def test_declared_judge_options_arrive_typed_with_defaults(tmp_path, monkeypatch):
+    _plugin(monkeypatch, "typedjudge", register_judges=[TypedJudge])
+    TypedJudge.seen.clear()
+    assert _run(tmp_path, "--judge", "typed", "--intervention", "blank", "--limit", "2").exit_code == 0
+    assert _run(tmp_path, "--judge", "typed", "--judge-option", "ratio=0.5", "--intervention", "blank",
+                "--limit", "2", out="run2").exit_code == 0
+    assert TypedJudge.seen == [{"ratio": 1.0}, {"ratio": 0.5}]
+
+
+def test_option_of_an_unselected_intervention_says_which_reads_it(tmp_path):
+    res = _run(tmp_path, "--judge", "lexical", "--intervention", "blank", "--option", "generic_thought=x")
+    assert res.exit_code == 2 and "generic_thought is read by intervention generic" in res.output

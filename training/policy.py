@@ -99,4 +99,4 @@ def load_judge(name: str, options: dict, arms_file=None, need: str = "judge"):
         able = [n for n in reg.names() if hasattr(reg.classes[n], "compare")]
         raise BadInput(f"judge {name!r} cannot compare two continuations; judges that can: {', '.join(able)}",
                        param_hint="--judge")
-    return cls(options, load_arms(arms_file))
+    return reg.create(name, options, load_arms(arms_file), param_hint="--judge")
