@@ -101,7 +101,11 @@ def console_summary(records: list[dict], manifest: dict, summary: dict) -> str:
 
 
 def _task_label(task: dict) -> str:
-    return f"{task['name']} ({task.get('data')})"
+    """``name (data)`` plus the settings that pick a study variant: source, split, few-shot."""
+    extra = [f"source={task['source']}" if task.get("source") else "",
+             f"split by {task['split_by']}" if task.get("split_by") else "",
+             f"{task['fewshot']}-shot" if task.get("fewshot") else ""]
+    return f"{task['name']} ({', '.join([str(task.get('data'))] + [e for e in extra if e])})"
 
 
 def _header(records, manifest) -> list[str]:

@@ -11,11 +11,18 @@ the gold answer as a string, ``id`` is ``"<task>/<native id>"`` and ``meta`` hol
 Options (``--task-option KEY=VALUE``): ``data`` (a .jsonl/.parquet path, ``sample``, or a Hub
 dataset id; default: the benchmark's Hub id), ``split``, ``config`` (Hub split and config,
 ignored for local files), plus what a subclass adds to ``extra_options``.
+
+A benchmark offered in more than one Hub dataset (say the reference study's copy next to the
+canonical one) lists them in ``sources`` (name -> :class:`Source`, the first is the default): the
+task then takes ``source=NAME``, and the chosen source decides the Hub id, split, config, expected
+count and packaged fixture (``split``/``config`` given explicitly still win). ``parse`` sees the
+choice as ``self.source_name``; ``select`` may cut or filter the rows before they become items.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from importlib import resources
 
 import click
@@ -80,6 +87,18 @@ def native_id(row: dict, column: str) -> str:
     return str(value).strip()
 
 
+@dataclass(frozen=True)
+class Source:
+    """One Hub dataset a benchmark task can read (``--task-option source=NAME``)."""
+
+    hub_id: str
+    hub_config: str | None
+    hub_split: str
+    expected_count: int  # items of the full set (after the source's own selection rule)
+    fixture: str  # file name under tasks/data/reasoning/
+    note: str = ""  # one line for ``harness list tasks``
+
+
 class BenchmarkTask:
     """Base class: subclasses set the class attributes and implement :meth:`parse`."""
 
@@ -93,17 +112,42 @@ class BenchmarkTask:
     fixture = ""  # file name under tasks/data/reasoning/
     extra_options: tuple = ()  # a subclass's own --task-options (harness.options.Option)
     options: tuple = ()  # set per subclass from the Hub settings: data, split, config, then extra_options
+    # Alternative Hub datasets (name -> Source, the first the default); {} for one dataset, the
+    # class attributes above. With sources, those attributes are the default source's.
+    sources: dict = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        cls.options = (Option("data", str, None, f"a local file in the {cls.hub_id or 'Hub'} schema, 'sample' "
+        choice = ()
+        if cls.sources:
+            default = next(iter(cls.sources.values()))
+            cls.hub_id, cls.hub_config, cls.hub_split = default.hub_id, default.hub_config, default.hub_split
+            cls.expected_count, cls.fixture = default.expected_count, default.fixture
+            notes = "; ".join(f"{k}: {s.hub_id}" + (f" ({s.note})" if s.note else "") for k, s in cls.sources.items())
+            choice = (Option("source", str, next(iter(cls.sources)), f"which Hub dataset ({notes})",
+                             choices=tuple(cls.sources)),)
+        # With sources, split and config default to None: the chosen source's (resolved in __init__)
+        split, config = (None, None) if cls.sources else (cls.hub_split, cls.hub_config)
+        per_source = " (default: the source's)" if cls.sources else ""
+        schema = "the source's" if cls.sources else f"the {cls.hub_id or 'Hub'}"
+        cls.options = (Option("data", str, None, f"a local file in {schema} schema, 'sample' "
                               "(the packaged fixture) or a Hub dataset id (default: the Hub id)"),
-                       Option("split", str, cls.hub_split, "Hub split"),
-                       Option("config", str, cls.hub_config, "Hub config ('none' for none)"),
+                       Option("split", str, split, "Hub split" + per_source),
+                       Option("config", str, config, "Hub config ('none' for none)" + per_source),
+                       *choice,
                        *cls.extra_options)
 
     def __init__(self, options=None):
         self.options = parse_options(self.options, options or {}, f"{self.name} task", "--task-option")
+        self.source_name = self.options.get("source")
+        if self.sources:
+            src = self.sources[self.source_name]
+            self.hub_id, self.expected_count, self.fixture = src.hub_id, src.expected_count, src.fixture
+            self.hub_config, self.hub_split = src.hub_config, src.hub_split
+            if self.options["split"] is None:
+                self.options["split"] = src.hub_split
+            if self.options["config"] is None:
+                self.options["config"] = src.hub_config
         if isinstance(self.options["config"], str) and self.options["config"].strip().lower() in ("", "none"):
             self.options["config"] = None
         self.n_loaded: int | None = None
@@ -138,10 +182,18 @@ class BenchmarkTask:
         """(native id, prefix, gold answer, extra meta) for row number ``n`` (0-based)."""
         raise NotImplementedError
 
+    def select(self, rows: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        """The (row number, row) pairs that become items, in order (default: all of them)."""
+        return rows
+
+    def source_config(self) -> dict:
+        """What a subclass adds to :meth:`config` (e.g. a source's selection rule)."""
+        return {}
+
     def items(self) -> list[Item]:
         source = self.source()
         items, seen = [], {}
-        for n, row in enumerate(self.rows()):
+        for n, row in self.select(list(enumerate(self.rows()))):
             native, prefix, answer, extra = self.parse(row, n)
             item_id = f"{self.name}/{native}"
             if item_id in seen:
@@ -162,4 +214,4 @@ class BenchmarkTask:
         if data == SAMPLE:
             data = f"package:reasoning/{self.fixture}"
         return {"name": self.name, **self.options, "data": data, "hub_id": self.hub_id,
-                "expected_count": self.expected_count, "n_loaded": self.n_loaded}
+                "expected_count": self.expected_count, "n_loaded": self.n_loaded, **self.source_config()}

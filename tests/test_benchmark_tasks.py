@@ -12,6 +12,9 @@ from tasks.math500 import Math500Task
 from tasks.olympiadbench import OlympiadBenchTask, strip_math
 
 TASKS = (GSM8KTask, Math500Task, GPQADiamondTask, OlympiadBenchTask)
+# The reference study's sources of two benchmarks (tests/test_study_data.py checks them in detail)
+VARIANTS = ((OlympiadBenchTask, {"source": "simplerl"}), (GPQADiamondTask, {"source": "hendrydong"}),
+            (GSM8KTask, {"fewshot": "2"}))
 
 
 def by_id(items):
@@ -23,10 +26,10 @@ def write_jsonl(path, rows):
     return path
 
 
-def fixture_rows(cls):
+def fixture_rows(cls, options=None):
     from tasks.benchmarks import fixture_path
 
-    with open(fixture_path(cls.fixture)) as fh:
+    with open(fixture_path(cls(options).fixture if options else cls.fixture)) as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -149,14 +152,16 @@ def test_gpqa_choice_order_is_seeded():
         GPQADiamondTask({"shuffle_seed": "x"})
 
 
-@pytest.mark.parametrize("cls", TASKS, ids=lambda c: c.name)
-def test_parquet_copy_loads_identically(cls, tmp_path):
+@pytest.mark.parametrize("cls,options", [*((c, {}) for c in TASKS), *VARIANTS],
+                         ids=[c.name + "".join(f"-{v}" for v in o.values()) for c, o in
+                              [*((c, {}) for c in TASKS), *VARIANTS]])
+def test_parquet_copy_loads_identically(cls, options, tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     path = tmp_path / f"{cls.name}.parquet"
-    pd.DataFrame(fixture_rows(cls)).to_parquet(path)
-    want = cls({"data": "sample"}).items()
-    got = cls({"data": str(path)}).items()
+    pd.DataFrame(fixture_rows(cls, options)).to_parquet(path)
+    want = cls({"data": "sample", **options}).items()
+    got = cls({"data": str(path), **options}).items()
     assert [(i.id, i.prefix, i.suffix, i.cluster, i.meta) for i in got] == \
            [(i.id, i.prefix, i.suffix, i.cluster, i.meta) for i in want]
     assert json.dumps([i.meta for i in got]) == json.dumps([i.meta for i in want])  # plain types, not numpy
@@ -210,6 +215,33 @@ def test_unknown_option_lists_valid_ones(cls):
     with pytest.raises(BadInput, match=r"unknown .* option 'bogus'; valid: data, split, config") as exc:
         cls({"bogus": "1"})
     assert ("shuffle_seed" in exc.value.message) == (cls is GPQADiamondTask)
+    assert ("source" in exc.value.message) == (cls in (GPQADiamondTask, OlympiadBenchTask))
+    assert ("fewshot" in exc.value.message) == (cls is GSM8KTask)
+
+
+@pytest.mark.parametrize("cls,options", VARIANTS, ids=lambda v: getattr(v, "name", None) or "-".join(v.values()))
+def test_study_variants_load_their_fixture(cls, options):
+    task = cls({"data": "sample", **options})
+    items = task.items()
+    assert len(items) == 12 and len({i.id for i in items}) == 12
+    assert [i.id for i in items] == [i.id for i in cls({"data": "sample", **options}).items()]
+    assert all(i.prefix and i.meta["answer"] == i.suffix for i in items)
+    config = task.config()
+    json.dumps(config, allow_nan=False)
+    assert config["n_loaded"] == 12 and config["data"].startswith("package:reasoning/")
+    assert all(config[k] == int(v) if k == "fewshot" else config[k] == v for k, v in options.items())
+
+
+def test_options_fully_filled_in_by_the_harness_behave_as_given():
+    """Registry.create hands a task every declared option with its default: a source's split and
+    config still follow the source, and no default counts as a setting the user gave."""
+    from harness import plugins
+
+    reg = plugins.registry("tasks")
+    assert reg.create("olympiadbench", {"source": "simplerl"}).config()["split"] == "test"
+    assert reg.create("gpqa_diamond", {"source": "hendrydong"}).config()["shuffle_seed"] is None
+    assert reg.create("gpqa_diamond", {}).config()["shuffle_seed"] == 0
+    assert reg.create("gsm8k", {}).config()["fewshot"] == 0
 
 
 def _no_network(monkeypatch):
