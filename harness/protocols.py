@@ -244,13 +244,15 @@ class MetricRow(TypedDict, total=False):
     arm: str
     condition: str
     metric: str
-    estimate: float | None  # mean over items of each item's mean over its samples
+    estimate: float | None  # mean over items of each item's mean over its samples (pooled metrics: say so)
     ci_low: float | None
     ci_high: float | None
     se: float | None
     n_items: int
     n_samples: int
-    ci_method: str  # e.g. "percentile", "bca", "wilson ..."
+    count: int  # where a row has one: the hits behind a share (pooled, or items for a group share)
+    samples_per_item: list[int] | None  # [fewest, most] samples behind one item's value (uneven if they differ)
+    ci_method: str  # e.g. "percentile", "bca", "wilson ...", "percentile (ratio of sums)" for pooled shares
     clustered: bool  # whole sources were resampled
     degenerate: bool  # every item scored the same
 

@@ -67,11 +67,47 @@ def item_mean_ci(per_item: dict, opts: dict, clusters: dict, binary: bool = Fals
                          clusters=keys, keys=ids)
     row = {"estimate": ci["estimate"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "se": ci["se"],
            "n_items": len(ids), "n_samples": sum(len(v) for v in per_item.values()), "ci_method": ci["method"],
-           "clustered": keys is not None, "degenerate": ci["degenerate"]}
+           "clustered": keys is not None, "degenerate": ci["degenerate"],
+           "samples_per_item": per_item_range(len(v) for v in per_item.values())}
     if ci["degenerate"] and binary and ci["estimate"] in (0.0, 1.0):
         w = ps.wilson(int(ci["estimate"]) * len(ids), len(ids), alpha=opts["alpha"])
         row.update(ci_low=w["ci_low"], ci_high=w["ci_high"], ci_method="wilson (every item scored the same)",
                    clustered=False, degenerate=False)
+    return row
+
+
+def per_item_range(counts) -> list[int] | None:
+    """``[fewest, most]`` of per-item sample counts (None without items): uneven when they differ."""
+    counts = list(counts)
+    return [min(counts), max(counts)] if counts else None
+
+
+def pooled_share_ci(counts: dict, opts: dict, clusters: dict) -> dict:
+    """A share pooled over samples, ``sum(hits) / sum(n)`` over items (``counts``: item id ->
+    ``(hits, n)``), with a percentile bootstrap CI over items (or whole sources): each resample's
+    share is its items' hits over its items' samples (a ratio estimator). Items with more samples
+    weigh more, unlike :func:`item_mean_ci`. When every item's share is 0 (or every one 1) the
+    interval is the Wilson interval of 0 (or n) of n items, as there."""
+    ids = sorted(i for i in counts if counts[i][1])
+    cols = np.array([counts[i] for i in ids], dtype=float).reshape(-1, 2)
+    hits, total = cols.sum(axis=0) if len(ids) else (0.0, 0.0)
+    keys = clusters_for(ids, clusters, opts["clusters"])
+    row = {"estimate": float(hits / total) if total else None, "ci_low": None, "ci_high": None, "se": None,
+           "n_items": len(ids), "n_samples": int(total), "count": int(hits), "ci_method": "percentile (ratio of sums)",
+           "clustered": keys is not None, "degenerate": False,
+           "samples_per_item": per_item_range(int(counts[i][1]) for i in ids)}
+    if not ids:
+        return row
+    if hits in (0.0, total):
+        w = ps.wilson(len(ids) if hits else 0, len(ids), alpha=opts["alpha"])
+        row.update(ci_low=w["ci_low"], ci_high=w["ci_high"], ci_method="wilson (every item scored the same)",
+                   clustered=False)
+    elif len(ids) > 1:
+        b = ps.bootstrap_means_matrix(cols, B=opts["B"], seed=opts["seed"], clusters=keys, keys=ids)
+        boots = b[:, 0] / b[:, 1]
+        ci = ps.percentile_ci(boots, row["estimate"], alpha=opts["alpha"])
+        row.update(ci_low=ci["ci_low"], ci_high=ci["ci_high"], se=ci.get("se"),
+                   degenerate=bool(ci["ci_low"] == ci["ci_high"]))
     return row
 
 

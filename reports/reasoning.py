@@ -11,6 +11,10 @@ every problem scored the same 0/1 value):
   answer seen first; samples without an answer do not vote) was graded correct;
 - completion tokens, truncation rate (finish reason ``length``), no-answer rate.
 
+Mean@k's ``count`` is pooled (correct samples of all samples); with uneven samples per problem
+it differs from Mean@k, the mean of problem shares, and the table labels it. Every row carries
+``samples_per_item`` ([fewest, most] samples per problem).
+
 Macro rows average an arm's benchmark estimates with equal weight; their CIs resample problems
 within each benchmark independently (a stratified bootstrap), so do paired macro deltas.
 """
@@ -23,7 +27,7 @@ from math import comb
 import numpy as np
 
 from reports import paired_stats as ps
-from reports.compare import arm_pairs, compare_cells, item_clusters, item_mean_ci
+from reports.compare import arm_pairs, compare_cells, item_clusters, item_mean_ci, per_item_range
 from reports.options import report_options
 
 METRICS = {"mean_at_k": "Mean@k", "pass_at_k": "Pass@k", "maj_at_k": "maj@k",
@@ -40,13 +44,19 @@ def pass_at(n: int, c: int, j: int) -> float:
 
 
 def majority_correct(samples: list[dict]) -> float:
-    """1.0 when the most frequent extracted answer among ``samples`` was graded correct."""
+    """1.0 when the most frequent extracted answer among ``samples`` was graded correct. Votes are
+    on ``answer_key`` (the eval's math-equivalence class, so "0.5" and "\\frac12" are one vote) when
+    a record has it, else on the whitespace-trimmed extracted string (older records)."""
     votes = [r for r in sorted(samples, key=lambda r: r["sample"]) if r.get("extracted") is not None]
     if not votes:
         return 0.0
-    counts = Counter(" ".join(r["extracted"].split()) for r in votes)
+
+    def key(r):
+        return r.get("answer_key") or " ".join(r["extracted"].split())
+
+    counts = Counter(key(r) for r in votes)
     top = max(counts.values())
-    winner = next(r for r in votes if counts[" ".join(r["extracted"].split())] == top)
+    winner = next(r for r in votes if counts[key(r)] == top)
     return float(bool(winner["correct"]))
 
 
@@ -104,8 +114,10 @@ def _macro(per_bench: list[tuple[list, np.ndarray]], opts: dict, cells: list[dic
     then the mean of the benchmarks' own bounds (``cells``: their rows, Wilson for 0/1 metrics)."""
     est = float(np.mean([x.mean() for _, x in per_bench]))
     if cells and all(np.all(x == x[0]) for _, x in per_bench):
-        return {"estimate": est, "ci_low": float(np.mean([c["ci_low"] for c in cells])),
-                "ci_high": float(np.mean([c["ci_high"] for c in cells])), "se": None,
+        # a benchmark with one problem (pass@j of an uneven run, say) has no bounds: nor has the macro
+        bounded = all(c["ci_low"] is not None for c in cells)
+        return {"estimate": est, "ci_low": float(np.mean([c["ci_low"] for c in cells])) if bounded else None,
+                "ci_high": float(np.mean([c["ci_high"] for c in cells])) if bounded else None, "se": None,
                 "n_items": sum(len(ids) for ids, _ in per_bench), "ci_method": "mean of the benchmarks' bounds",
                 "clustered": False, "n_benchmarks": len(per_bench), "degenerate": all(c.get("degenerate") for c in cells)}
     boots = np.mean([ps.bootstrap_means_matrix(x, B=opts["B"], seed=opts["seed"] + b, keys=ids)[:, 0]
@@ -132,7 +144,11 @@ def cell_rows(records, grouped: dict, opts: dict, k: int) -> list[dict]:
             row = {"arm": arm, "condition": bench, "metric": metric,
                    # pass@j lies in [0, 1] too, so the Wilson bound of a constant cell holds for it
                    **item_mean_ci(vals, opts, clusters, binary=metric in BINARY or metric.startswith("pass@"))}
+            # samples behind each problem's value (not the values: Pass@k has one per problem)
+            row["samples_per_item"] = per_item_range(len(grouped[(arm, bench)][i]) for i in vals)
             if metric in ("mean_at_k", "pass_at_k"):
+                # pooled counts: correct / samples (Mean@k) differs from the mean of problem shares
+                # when problems hold uneven samples; passed / problems (Pass@k) never does
                 row["count"] = int(round(sum(sum(v) for v in vals.values())))
             rows.append(row)
         for arm in dict.fromkeys(a for a, _ in cells):

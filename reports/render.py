@@ -17,10 +17,10 @@ from reports.compare import METRICS
 
 
 def json_report(summary: dict, manifest: dict) -> str:
-    """``{"runs", "metrics": [...], "comparisons": [...]}`` (and ``"failures"`` when a part of the
-    report raised) as indented JSON."""
-    keep_m = ("arm", "condition", "metric", "estimate", "ci_low", "ci_high", "n_items", "n_samples", "ci_method",
-              "clustered", "degenerate")
+    """``{"runs", "metrics": [...], "comparisons": [...]}`` (and ``"flags"`` when the eval has go/no-go
+    flags, ``"failures"`` when a part of the report raised) as indented JSON."""
+    keep_m = ("arm", "condition", "metric", "estimate", "ci_low", "ci_high", "n_items", "n_samples", "count",
+              "samples_per_item", "ci_method", "clustered", "degenerate")
     keep_c = ("kind", "arm_a", "arm_b", "condition", "condition_a", "condition_b", "metric", "delta", "ci_low",
               "ci_high", "p_value", "p_holm", "test", "mde", "a_better", "a_better_ci", "b_better", "b_better_ci", "tie", "tie_ci", "n_shared",
               "clustered", "ci_method", "degenerate")
@@ -28,6 +28,8 @@ def json_report(summary: dict, manifest: dict) -> str:
            "differences": manifest.get("differences", {}), "options": manifest.get("report", {}),
            "metrics": [{k: r.get(k) for k in keep_m} for r in summary.get("metrics", [])],
            "comparisons": [{k: r.get(k) for k in keep_c} for r in summary.get("comparisons", [])]}
+    if summary.get("flags"):  # the eval's go/no-go flags (the probe's reward gate)
+        out["flags"] = summary["flags"]
     if summary.get("failures"):  # parts of the report that raised (see harness.report)
         out["failures"] = summary["failures"]
     return json.dumps(out, indent=2) + "\n"

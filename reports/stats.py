@@ -1,6 +1,7 @@
 """What a report section needs beside its eval's summary rows: formatting of estimates with
-intervals, the paired-comparison table every eval's report uses, the sentence that says how the
-intervals were made, and :func:`item_ci` for a section's own metric (the statistics themselves
+intervals (and of pooled counts beside them, :func:`fmt_pooled`, with :func:`uneven_note` for
+uneven samples per item), the paired-comparison table every eval's report uses, the sentence that
+says how the intervals were made, and :func:`item_ci` for a section's own metric (the statistics themselves
 live in paired_stats/compare). Light imports only: numpy and scipy load inside :func:`item_ci`."""
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def item_ci(records, value_fn, manifest: dict, binary: bool = False) -> dict:
     for that cell's number.
 
     Returns ``{"estimate", "ci_low", "ci_high", "n_items", "n_samples", "se", "ci_method",
-    "clustered", "degenerate"}`` (estimate and bounds None without items); :func:`fmt_cell`
-    prints it as ``est [lo, hi]``.
+    "clustered", "degenerate", "samples_per_item"}`` (estimate and bounds None without items;
+    ``samples_per_item``: ``[fewest, most]`` values per item); :func:`fmt_cell` prints it as
+    ``est [lo, hi]``.
     """
     from reports.compare import records_ci
 
@@ -72,6 +74,25 @@ def fmt_rate(row: dict, key: str) -> str:
         return "-"
     lo, hi = row[f"{key}_ci"]
     return fmt_ci({"estimate": row[key], "ci_low": lo, "ci_high": hi}, 2)
+
+
+def fmt_pooled(count, total, item_mean=None, digits: int = 4) -> str:
+    """A pooled count ``count / total`` beside an item-mean estimate: ``5 / 48`` when the two
+    agree (every item had as many samples), else ``pooled 5 / 45 = 0.1111`` so that the number
+    that differs says what it is (``-`` without samples)."""
+    if count is None or not total:
+        return "-"
+    share = count / total
+    if item_mean is not None and abs(share - item_mean) < 1e-9:
+        return f"{count:,} / {total:,}"
+    return f"pooled {count:,} / {total:,} = {share:.{digits}f}"
+
+
+def uneven_note(ranges: dict, unit: str = "item", what: str = "samples") -> str:
+    """``Samples per item uneven: a / normal 2-4; b / normal 3-4.`` for the cells whose
+    ``[fewest, most]`` (``ranges``: label -> range, or None) differ; ``""`` when none does."""
+    uneven = [f"{label} {lo}-{hi}" for label, r in ranges.items() if r and (lo := r[0]) != (hi := r[1])]
+    return f"{what.capitalize()} per {unit} uneven: {'; '.join(uneven)}." if uneven else ""
 
 
 def comparison_table(rows, labels: dict, label, left="Left better", right="Right better", second="Arm",

@@ -115,13 +115,21 @@ def test_reward_gate_and_win_rate_numbers_match_a_recomputation(two_runs):
             for r in rs:
                 groups[r["item_id"]].append(r["reward"])
             n = len(groups)
-            for metric, hit in (("mixed_groups", lambda v: 0 < sum(v) < len(v)), ("near_zero_groups", lambda v: sum(v) == 0),
+            # "near_zero_groups" (no sample rewarded, the study's all-zero) became zero_variance_groups (>= 2 valid
+            # verdicts, all equal: the study's near-zero) beside all_zero_groups / all_one_groups; these runs judge
+            # every sample (2 per item), so no group has fewer than 2 valid verdicts
+            for metric, hit in (("mixed_groups", lambda v: 0 < sum(v) < len(v)),
+                                ("zero_variance_groups", lambda v: len(v) >= 2 and sum(v) in (0, len(v))),
+                                ("all_zero_groups", lambda v: len(v) >= 2 and sum(v) == 0),
+                                ("all_one_groups", lambda v: len(v) >= 2 and min(v) == 1),
+                                ("few_valid_groups", lambda v: len(v) < 2),
                                 ("any_success", lambda v: max(v) == 1), ("all_success_groups", lambda v: min(v) == 1)):
                 k = sum(hit(v) for v in groups.values())
                 row = cells[(arm, cond, metric)]
                 assert row["estimate"] == k / n and (row["ci_low"], row["ci_high"]) == pytest.approx(_wilson(k, n))
             rewards = [r["reward"] for r in rs]
-            std = cells[(arm, cond, "reward_std")]
+            # renamed from reward_std: it is pooled over samples, unlike the item-mean reward beside it
+            std = cells[(arm, cond, "reward_std_pooled")]
             assert std["estimate"] == pytest.approx(np.std(rewards), abs=1e-12)
             assert std["ci_low"] <= std["estimate"] <= std["ci_high"] or np.std(rewards) == 0
             tokens = cells[(arm, cond, "avg_new_tokens")]

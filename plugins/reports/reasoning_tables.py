@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
 from reports.options import report_options
-from reports.stats import ci_basis, comparison_table, fmt_cell
+from reports.stats import ci_basis, comparison_table, fmt_cell, fmt_pooled, uneven_note
 
 
 @hookimpl
@@ -35,9 +35,21 @@ def _cells(summary) -> dict[tuple, dict[str, dict]]:
 
 
 def _count(row, of: str) -> str:
+    """``count / of``; labelled ``pooled ... = share`` where it differs from the row's estimate."""
     if not row or row.get("count") is None:
         return "-"
-    return f"{row['count']:,} / {row[of]:,}"
+    return fmt_pooled(row["count"], row[of], row.get("estimate"))
+
+
+def _uneven(summary) -> str:
+    """Footnote for cells whose problems hold uneven numbers of samples (a partial or combined run)."""
+    note = uneven_note({f"{a} / {b}": (c.get("mean_at_k") or {}).get("samples_per_item")
+                        for (a, b), c in _cells(summary).items() if b != "macro"}, unit="problem")
+    if not note:
+        return ""
+    return ("\n\n" + note + " Mean@k and every CI weigh each problem equally; the pooled Correct / Samples weighs "
+            "problems by their samples. A problem's Pass@k is over the samples it has; pass@j leaves out problems "
+            "with fewer than j.")
 
 
 def _note(manifest) -> str:
@@ -83,12 +95,13 @@ class ReasoningMainSection(_ReasoningSection):
                 f"Pass@{k}: share of problems with at least one correct sample. maj@{k}: the most frequent extracted "
                 "answer is correct (exact string vote; ties go to the earliest sample). Truncation: the completion hit "
                 "the token limit. No answer: nothing could be extracted (no \\boxed{} or final-answer phrase, or a "
-                f"thought left open). {_note(manifest)}\n\n" + table)
+                f"thought left open). Correct / Samples: pooled over samples, labelled so where it differs from "
+                f"Mean@{k} (uneven samples per problem). {_note(manifest)}\n\n" + table + _uneven(summary))
 
     def console(self, records, manifest, summary) -> str:
         """The reference-style table, printed at the end of a run."""
         k = summary["k"]
-        return md_table(self._headers(k, False), self._rows(summary, False), right=set(range(2, 7)))
+        return md_table(self._headers(k, False), self._rows(summary, False), right=set(range(2, 7))) + _uneven(summary)
 
 
 class ReasoningPassCurveSection(_ReasoningSection):
