@@ -1,7 +1,8 @@
 """Eval ``reward_gate``: the arm's own thought only; is the judge's reward usable for RL?
 
 Defaults follow the reference study: 64 prefixes x 16 samples, thought <= 48 tokens,
-suffix <= 128 tokens. The report's group table shows mixed / near-zero / all-success groups.
+suffix <= 128 tokens. The report's group table shows mixed / zero-variance (the study's near-zero) / all-zero / all-one
+groups and the study's go/no-go flags.
 """
 
 from harness.hookspecs import hookimpl
