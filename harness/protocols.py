@@ -76,6 +76,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         _RUN_OPTIONS,
         Member("check_options", "classmethod", "`check_options(options)`: raise `BadInput` for a bad "
                "`--option` value, before the run directory exists"),
+        Member("check_setup", "classmethod", "`check_setup(arms, judge, config, items)`: raise `BadInput` for "
+               "a run it cannot do (too few arms, a judge without `compare`), before the run directory exists; "
+               "`config` holds `options`, `interventions` and `judge`"),
     )),
     Kind("interventions", "intervention", "register_interventions", "`--intervention NAME`", "`Intervention()`", (
         _NAME, _DESCRIPTION,

@@ -207,6 +207,11 @@ def execute(p: RunRequest) -> None:
             raise BadInput(f"the {name} intervention needs at least {need} items, the run has {len(items)}",
                            param_hint="--limit")
 
+    check = member(eval_cls, "evals", "check_setup")
+    if check is not None:  # what the eval cannot do with these arms, judge or items: refused before any work
+        check(arms, judge, {"options": p.options, "interventions": interventions,
+                            "judge": judge.config() if judge is not None else None}, items)
+
     def pick(key):
         return getattr(p, key) if getattr(p, key) is not None else defaults[key]
 

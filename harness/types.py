@@ -101,12 +101,15 @@ class JudgePair:
 
 @dataclass
 class Comparison:
-    """Two continuations of the same prefix for a pairwise judge (online DPO); the judge is told
-    which is shown first, and the caller randomises that order."""
+    """Two continuations of the same prefix for a pairwise judge (online DPO, the ``pairwise``
+    eval); the judge is told which is shown first, and the caller randomises or alternates that
+    order. ``reference`` is the true suffix when the caller has one ("" when not): a judge that
+    scores against it (``embedding``) needs it, others may ignore it."""
 
     prefix: str
     first: str
     second: str
+    reference: str = ""
 
 
 @dataclass

