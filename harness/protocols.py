@@ -238,7 +238,8 @@ class ReasoningRecord(TypedDict):
     extracted: str | None
     extract_how: str | None
     correct: bool
-    grade_reason: str
+    grade_reason: str  # "match", "mismatch", "... (retried)", "timeout", ...
+    answer_key: str | None  # the answer's math-equivalence class: what maj@k votes on
 
 
 class MetricRow(TypedDict, total=False):

@@ -7,7 +7,7 @@ every problem scored the same 0/1 value):
 - Mean@k: the problem's share of correct samples (sample-level accuracy);
 - Pass@k: 1 if any sample is correct;
 - pass@j (j <= k): the unbiased estimator 1 - C(n - c, j) / C(n, j) from n samples, c correct;
-- maj@k: whether the most frequent extracted answer (exact string after trimming; ties go to the
+- maj@k: whether the most frequent extracted answer (by the record's `answer_key`, the eval's math-equivalence class, else the exact string after trimming; ties go to the
   answer seen first; samples without an answer do not vote) was graded correct;
 - completion tokens, truncation rate (finish reason ``length``), no-answer rate.
 

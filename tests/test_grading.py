@@ -9,8 +9,9 @@ import time
 import pytest
 
 import grading_helpers
-from tasks.grading import (Grade, GradingPool, answer_region, extract_answer, grade_choice,
-                           last_boxed, verify_math)
+from tasks.grading import (DEFAULT_MEMORY_LIMIT, Grade, GradingPool, answer_keys, answer_region,
+                           cluster_answers, extract_answer, grade_choice, last_boxed, plain_number,
+                           split_answers, verify_math, verify_sympy)
 
 HELPERS = grading_helpers.__name__
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc"), reason="process checks read /proc")
@@ -106,6 +107,82 @@ def test_extract_choice(completion, expected):
     assert extract_answer(completion, "choice") == expected
 
 
+@pytest.mark.parametrize("completion, gold, expected", [
+    ("Final answer: 42", None, ("42", "answer_phrase")),
+    ("**Final Answer:** $\\frac{1}{2}$", None, ("\\frac{1}{2}", "answer_phrase")),
+    ("Answer $9$", None, ("9", "answer_phrase")),
+    ("Q: how many?\nA: 18", None, ("18", "answer_phrase")),
+    ("Answer: she has 18 apples left.", None, ("18", "answer_phrase")),
+    ("The answer is 18 dollars.", None, ("18", "answer_is")),            # prose around one number
+    ("The answer is correct, I think. Final answer: 4", None, ("4", "answer_phrase")),
+    ("Step one: \\boxed{6}.\nFinal answer: 42", None, ("42", "answer_after_box")),
+    ("\\boxed{9}\nAnswer: see the box above.", None, ("9", "boxed")),    # not an answer: the box stands
+    ("Natalia sold 48 + 24 = 72 clips altogether.", None, ("72", "final_statement")),
+    ("It took 15 minutes.\nI hope this helps!", None, ("15", "final_statement")),
+    ("Therefore $a = 7$.", None, ("7", "final_statement")),
+    ("I could not solve it.", None, (None, "no_answer")),
+    ("\\boxed{3} and \\boxed{-2}", "3, -2", ("3, -2", "boxed_joined")),
+    ("\\boxed{3} and \\boxed{-2}", "-2", ("-2", "boxed")),
+    ("\\boxed{x=3 \\text{ or } x=-2}", "3, -2", ("x=3 \\text{ or } x=-2", "boxed")),
+    ("Step: \\boxed{1}.\nFinal answer: \\boxed{3}", "3, -2", ("3", "boxed")),   # not past the anchor
+    ("Final answer: $3$ and $-2$", "3, -2", ("3, -2", "answer_phrase")),
+])
+def test_extract_math_fallbacks(completion, gold, expected):
+    assert extract_answer(completion, "math", gold=gold) == expected
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("B", ("B", "choice_final")),
+    ("**B**", ("B", "choice_final")),
+    ("'B'", ("B", "choice_final")),
+    ("The second fits.\n\nB.", ("B", "choice_final")),
+    ("(B) 656 nm", ("B", "choice_final")),
+    ("Comparing them, the correct option is B.", ("B", "choice_phrase")),
+    ("Thus, the correct answer is option B.", ("B", "choice_phrase")),
+    ("I'll go with (B).", ("B", "choice_phrase")),
+    ("Both fit, but C accounts for the spin, so C.", ("C", "choice_phrase")),
+    ("Vitamin D is correct here.", (None, "no_answer")),
+    ("A good approach is to compute the energy first.", (None, "no_answer")),
+])
+def test_extract_choice_fallbacks(completion, expected):
+    assert extract_answer(completion, "choice") == expected
+
+
+@pytest.mark.parametrize("completion, grader, expected", [
+    ("so the answer is 12", "math", (None, "truncated")),      # may be cut from 125
+    ("The answer is 12. Then we", "math", ("12", "answer_is")),
+    ("Final answer: 12", "math", (None, "truncated")),          # no fallback on a truncated output
+    ("\\boxed{12} and then we", "math", ("12", "boxed")),        # a closed box stands
+    ("\\boxed{\\frac{1}{2", "math", (None, "truncated")),
+    ("the answer is B", "choice", (None, "truncated")),
+    ("the answer is (B). But", "choice", ("B", "answer_is")),
+    ("<think>Final answer: 12", "math", (None, "unclosed_thought")),
+])
+def test_extract_truncated(completion, grader, expected):
+    assert extract_answer(completion, grader, truncated=True) == expected
+
+
+def test_fallbacks_never_read_noise():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(50):
+        noise = bytes(rng.randrange(256) for _ in range(120)).decode("utf-8", errors="replace")
+        assert extract_answer(noise + " 42", "math") == (None, "no_answer")
+        assert extract_answer(noise + "\n(B)", "choice") == (None, "no_answer")
+    soup = "ilde ancell ovie rut aghetti Ern iffs elsen ingly Kont pheres ualt odia ersh"
+    assert extract_answer(soup + " 42", "math") == (None, "no_answer")
+
+
+@pytest.mark.parametrize("gold, parts", [
+    ("3, -2", ["3", "-2"]), ("(1,6),(2,3)", ["(1,6)", "(2,3)"]), ("(3, -2)", ["(3, -2)"]),
+    ("1,234", ["1,234"]), ("1,\\!000", ["1,\\!000"]), ("10{,}000", ["10{,}000"]), ("\\{1,2\\}", ["\\{1,2\\}"]),
+    ("[-2, 4]", ["[-2, 4]"]), ("\\frac{1}{2}, 2", ["\\frac{1}{2}", "2"]), ("2, 5, 7", ["2", "5", "7"]), ("7", ["7"]),
+])
+def test_split_answers(gold, parts):
+    assert split_answers(gold) == parts
+
+
 def test_extract_rejects_unknown_grader():
     with pytest.raises(ValueError):
         extract_answer("\\boxed{1}", "exact")
@@ -172,23 +249,112 @@ def test_no_answer_skips_workers_and_progress_counts_every_job(math_pool):
     assert sum(seen) == 3
 
 
+def test_plain_number_shortcut_agrees_with_math_verify():
+    pairs = [("1234", "1,234"), ("12", "12.0"), ("12", "012"), ("0.5", "0.50"), ("3", "3.000001"), ("-0", "0"),
+             ("1000000", "1000001"), ("$12$", "12"), ("2.5", "2.50000")]
+    assert all(plain_number(a) is not None and plain_number(b) is not None for a, b in pairs)
+    assert [verify_math(a, b) for a, b in pairs] == [verify_sympy(a, b) for a, b in pairs]
+    assert plain_number("0.3333333") is None and plain_number("1/2") is None and plain_number("50\\%") is None
+
+
+def test_cluster_answers_by_equivalence(math_pool):
+    answers = ["0.5", "\\frac12", "1/3", None, "0.50", "2", " 1/3 ", "\\dfrac{1}{2}"]
+    assert cluster_answers(answers, math_pool) == [0, 0, 1, None, 0, 2, 1, 0]
+    # with grades: the correct ones form one cluster without being compared to each other
+    correct = [False, False, True, False, False, False, True, False]
+    assert cluster_answers(answers, math_pool, correct=correct) == [0, 0, 1, None, 0, 2, 1, 0]
+    assert cluster_answers([None, None]) == [None, None]
+
+
+def test_answer_keys_use_the_gold_for_correct_answers(math_pool):
+    problems = [("\\frac{1}{3}", ["1/3", "0.5", "\\frac12", None, "\\dfrac{1}{3}"], [True, False, False, False, True]),
+                ("7", ["8", "8.0"], [False, False])]
+    assert answer_keys(problems, math_pool) == [["\\frac{1}{3}", "0.5", "0.5", None, "\\frac{1}{3}"], ["8", "8"]]
+
+
+def test_majority_votes_on_answer_keys():
+    from reports.reasoning import majority_correct
+
+    def rec(sample, extracted, correct, key=None):
+        r = {"sample": sample, "extracted": extracted, "correct": correct}
+        return r | ({"answer_key": key} if key else {})
+
+    # exact strings: "3" (two votes, wrong) beats three spellings of 1/2 (one vote each)
+    old = [rec(0, "3", False), rec(1, "3", False), rec(2, "0.5", True), rec(3, "\\frac12", True), rec(4, "1/2", True)]
+    assert majority_correct(old) == 0.0
+    keyed = [r | {"answer_key": "\\frac{1}{2}" if r["correct"] else "3"} for r in old]
+    assert majority_correct(keyed) == 1.0
+
+
+def test_grade_rows_records_answer_keys(math_pool):
+    from plugins.evals.reasoning import grade_rows
+
+    arms = {"a": {"think_open": "<think>", "think_close": "</think>"}}
+    base = {"arm": "a", "benchmark": "math500", "grader": "math", "answer": "\\frac{1}{2}", "prompt_style": "plain",
+            "finish_reason": "stop"}
+    rows = [base | {"item_id": "p1", "sample": i, "completion": c} for i, c in
+            enumerate(["\\boxed{0.5}", "\\boxed{3}", "Final answer: 3.0", "\\boxed{\\dfrac{1}{2}}"])]
+    rows.append(base | {"item_id": "p1", "sample": 4, "completion": "so the answer is 1", "finish_reason": "length"})
+    rows.append(base | {"item_id": "g", "sample": 0, "benchmark": "gpqa_diamond", "grader": "choice", "answer": "B",
+                        "completion": "the correct option is B."})
+    grade_rows(rows, math_pool, arms, [])
+    assert [r["correct"] for r in rows] == [True, False, False, True, False, True]
+    assert [r["extract_how"] for r in rows] == ["boxed", "boxed", "answer_phrase", "boxed", "truncated",
+                                                "choice_phrase"]
+    assert [r["answer_key"] for r in rows] == ["\\frac{1}{2}", "3", "3", "\\frac{1}{2}", None, "B"]
+
+
 # --- pool robustness ---------------------------------------------------------------------------
 
 @needs_proc
-@pytest.mark.parametrize("workers", [1, 2])
-def test_hang_costs_one_item(workers, pid_log):
+@pytest.mark.parametrize("workers, retry_factor", [(1, 4.0), (2, 4.0), (2, 0)])
+def test_hang_costs_one_item(workers, retry_factor, pid_log):
+    """A hang is retried once with a 4x deadline (retry_factor=0: never), then graded "timeout"."""
     jobs = [("a", "a"), ("b", "x"), ("c", "HANG"), ("d", "d"), ("e", None), ("f", "f"), ("g", "y")]
     start = time.monotonic()
-    with GradingPool(workers=workers, timeout_s=1.0, fn=f"{HELPERS}:hang_if") as pool:
+    with GradingPool(workers=workers, timeout_s=1.0, fn=f"{HELPERS}:hang_if", retry_factor=retry_factor) as pool:
         grades = pool.grade(jobs)
-        assert time.monotonic() - start < 15
+        assert time.monotonic() - start < 20
         assert [g.reason for g in grades] == ["match", "mismatch", "timeout", "match", "no_answer",
                                              "match", "mismatch"]
         assert [g.correct for g in grades] == [True, False, False, True, False, True, False]
         hung = grading_helpers.logged_pids(pid_log, "HANG")
-        assert len(hung) == 1 and grading_helpers.lingering(hung) == []     # killed and reaped
+        assert len(hung) == (2 if retry_factor else 1) and len(set(hung)) == len(hung)  # a new worker each try
+        assert grading_helpers.lingering(hung) == []                        # killed and reaped
         assert pool.grade([("z", "z")]) == [Grade(True, "match")]           # still usable
     assert grading_helpers.lingering(grading_helpers.logged_pids(pid_log)) == []
+
+
+def test_a_slow_item_passes_on_its_retry(tmp_path, monkeypatch, pid_log):
+    """A load spike: the first try runs out of time, the retry (4x the deadline) grades it."""
+    monkeypatch.setenv("GRADING_SLOW_MARK", str(tmp_path / "slow-once"))
+    jobs = [("a", "a"), ("b", "SLOW"), ("c", "x")]
+    with GradingPool(workers=2, timeout_s=1.0, fn=f"{HELPERS}:slow_once_if") as pool:
+        grades = pool.grade(jobs)
+    assert grades == [Grade(True, "match"), Grade(True, "match (retried)", retried=True), Grade(False, "mismatch")]
+    assert len(grading_helpers.logged_pids(pid_log, "SLOW")) == 2
+
+
+@needs_proc
+def test_memory_cap_costs_one_item(pid_log):
+    jobs = [("a", "a"), ("b", "HOG"), ("c", "c"), ("d", "x")]
+    with GradingPool(workers=1, timeout_s=20.0, fn=f"{HELPERS}:hog_if", memory_limit=1 << 30) as pool:
+        grades = pool.grade(jobs)
+    assert grades == [Grade(True, "match"), Grade(False, "error: out of memory (worker limit 1024 MiB)"),
+                      Grade(True, "match"), Grade(False, "mismatch")]
+    hogs = grading_helpers.logged_pids(pid_log, "HOG")
+    assert len(hogs) == 1 and grading_helpers.lingering(grading_helpers.logged_pids(pid_log)) == []
+
+
+def test_workers_cap_their_address_space():
+    import resource
+
+    assert DEFAULT_MEMORY_LIMIT == 2 << 30
+    with GradingPool(workers=1, fn=f"{HELPERS}:address_space_limit") as pool:
+        assert pool.grade([(str(DEFAULT_MEMORY_LIMIT), "")]) == [Grade(True, "match")]
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
+        with GradingPool(workers=1, fn=f"{HELPERS}:address_space_limit", memory_limit=None) as pool:
+            assert pool.grade([(str(resource.RLIM_INFINITY), "")]) == [Grade(True, "match")]
 
 
 @needs_proc

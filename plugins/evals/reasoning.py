@@ -65,13 +65,19 @@ def build_prompt(backend, arm, item, style: str) -> tuple[list[int], tuple[str, 
 
 def grade_rows(rows: list[dict], pool, arms: dict, tasks: list[dict]) -> None:
     """Extract and grade each record's completion in place (``extracted``, ``extract_how``,
-    ``correct``, ``grade_reason``). ``arms``: name -> arm config; ``tasks``: the run's task configs.
+    ``correct``, ``grade_reason``, ``answer_key``). ``arms``: name -> arm config; ``tasks``: the run's
+    task configs.
 
-    ``math`` answers go to the grading pool and ``choice`` letters are compared here; any other
-    grader is the task's own: its class's ``score_samples(task config, rows)`` returns
-    ``(correct, extracted, reason)`` per row (lm-eval tasks score with their filters and metric)."""
+    Extraction sees the gold (several boxes are joined when it has several answers) and whether the
+    output was truncated (finish reason "length": no fallback rules). ``math`` answers go to the
+    grading pool and ``choice`` letters are compared here. ``answer_key`` is what maj@k votes on: for
+    math, a canonical representative of the answer's math-equivalence class among its problem's
+    samples in ``rows`` (the gold for correct answers), so "0.5" and "\\frac12" are one vote; for
+    choice, the letter. Any other grader is the task's own: its class's ``score_samples(task config,
+    rows)`` returns ``(correct, extracted, reason)`` per row (lm-eval tasks score with their filters
+    and metric) and maj@k votes on the exact extracted string."""
     from harness.plugins import registry
-    from tasks.grading import extract_answer, grade_choice
+    from tasks.grading import answer_keys, extract_answer, grade_choice
 
     math_jobs, by_task = [], {}
     for r in rows:
@@ -81,14 +87,23 @@ def grade_rows(rows: list[dict], pool, arms: dict, tasks: list[dict]) -> None:
         arm = arms[r["arm"]]
         r["extracted"], r["extract_how"] = extract_answer(
             r["completion"], r["grader"], think_open=arm["think_open"], think_close=arm["think_close"],
-            opened=r["prompt_style"] == "think")
+            opened=r["prompt_style"] == "think", truncated=r.get("finish_reason") == "length", gold=r["answer"])
         if r["grader"] == "choice":
             g = grade_choice(r["answer"], r["extracted"])
             r["correct"], r["grade_reason"] = g.correct, g.reason
+            r["answer_key"] = r["extracted"].upper() if r["extracted"] is not None else None
         else:
             math_jobs.append(r)
     for r, g in zip(math_jobs, pool.grade([(r["answer"], r["extracted"]) for r in math_jobs])):
         r["correct"], r["grade_reason"] = g.correct, g.reason
+    problems: dict[tuple, list[dict]] = {}
+    for r in math_jobs:
+        problems.setdefault((r["arm"], r["benchmark"], r["item_id"]), []).append(r)
+    keys = answer_keys([(group[0]["answer"], [r["extracted"] for r in group], [bool(r["correct"]) for r in group])
+                        for group in problems.values()], pool)
+    for group, group_keys in zip(problems.values(), keys):
+        for r, key in zip(group, group_keys):
+            r["answer_key"] = key
     configs = {t.get("benchmark", t["name"]): t for t in tasks}
     for bench, group in by_task.items():
         task_cls = registry("tasks").get(configs[bench]["name"], "--task")
