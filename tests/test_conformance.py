@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*/*.py"))
 # Options the built-ins need (those declared required) or that keep them offline here.
 JUDGE_OPTIONS = {"keyword": {"words": "the"}, "llm": {"arm": "tiny-qwen3"}}
-TASK_OPTIONS = {"chunks": {}, "gsm8k": {"data": "sample"}, "math500": {"data": "sample"},
+TASK_OPTIONS = {"chunks": {}, "interleaved": {}, "gsm8k": {"data": "sample"}, "math500": {"data": "sample"},
                 "gpqa_diamond": {"data": "sample"}, "olympiadbench": {"data": "sample"}}
 NEEDS_SERVER = {"openai", "sglang"}
 

@@ -3,7 +3,9 @@
 Rows are ordinary text with ``<think>...</think>`` spans. Each row is tokenised segment by
 segment, the same way the probe builds its prompts (text ids, then open tag + thought + close
 tag ids, then text ids), so every token knows whether it belongs to a thought. The loss covers
-every token; the evals split the NLL by kind:
+every token; the evals split the NLL by kind, with the code of the ``nll`` eval
+(:mod:`plugins.evals.nll_scoring`: ``harness run --plugin nll`` gives the same numbers on the
+same rows and weights, ``--task-option rows=validation`` picks these held-out rows):
 
 - ``val_nll_raw``: the held-out rows with thoughts removed (the plain text, tokenised whole);
 - ``thought_nll`` / ``text_nll``: thought tokens (tags included) / text tokens of the augmented rows;
@@ -14,7 +16,6 @@ every token; the evals split the NLL by kind:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -22,14 +23,18 @@ from dataclasses import dataclass, field
 
 from harness.errors import BadInput
 from harness.seeding import derive_seed
+from plugins.evals.nll_scoring import (TEXT, THOUGHT, TokenizedRow, pooled, sample_repetition, score_rows,
+                                      tokenize_interleaved)
+from tasks.interleaved import split_rows as split_by_id
 from tasks.thought_spans import parse_thoughts
 from training.common import Setup, config_of
 from training.data import data_fingerprint, input_fingerprints, sample_data
-from training.metrics import echo, log_line, mean, peak_memory_gib, repetition_rate
+from training.metrics import echo, log_line, mean, peak_memory_gib
 from training.output import Output, save_due
 from training.policy import Policy
 
-TEXT, THOUGHT = 0, 1
+__all__ = ["TEXT", "THOUGHT", "Row", "SFTConfig", "kind_nll", "load_rows", "repetition", "split_rows", "tokenize_row",
+           "train"]
 
 
 @dataclass
@@ -53,54 +58,22 @@ class SFTConfig:
     text_column: str = field(default="text", metadata={"help": "Column with the interleaved text."})
 
 
-@dataclass
-class Row:
-    """One tokenised interleaved row: ids, a kind per token, post-thought flags, and the ids of
-    its plain text (thoughts removed)."""
-
-    id: str
-    ids: list[int]
-    kinds: list[int]
-    post: list[bool]
-    raw_ids: list[int]
-    raw_text: str
+Row = TokenizedRow  # one tokenised row (plugins.evals.nll_scoring, shared with the nll eval)
 
 
 def tokenize_row(row_id: str, text: str, policy: Policy, cfg: SFTConfig) -> Row:
+    """Tokenise an interleaved row with the policy's tokenizer and think tags
+    (:func:`plugins.evals.nll_scoring.tokenize_interleaved`)."""
     arm = policy.arm
-    parsed = parse_thoughts(text, arm.think_open, arm.think_close)
-    ids, kinds, post = [], [], []
-    after = 0
-    for kind, content in parsed.segments():
-        if kind == "thought":
-            piece = policy.encode(arm.think_open) + policy.encode(content) + policy.encode(arm.think_close)
-            ids += piece
-            kinds += [THOUGHT] * len(piece)
-            post += [False] * len(piece)
-            after = cfg.post_thought_tokens
-        else:
-            piece = policy.encode(content)
-            ids += piece
-            kinds += [TEXT] * len(piece)
-            post += [i < after for i in range(len(piece))]
-            after = max(0, after - len(piece))
-    raw = " ".join(parsed.stripped().split())
-    n = cfg.max_tokens
-    return Row(row_id, ids[:n], kinds[:n], post[:n], policy.encode(raw)[:n], raw)
+    return tokenize_interleaved(row_id, parse_thoughts(text, arm.think_open, arm.think_close), policy.encode,
+                                arm.think_open, arm.think_close, cfg.post_thought_tokens, cfg.max_tokens)
 
 
 def split_rows(rows: list[dict], frac: float) -> tuple[list[dict], list[dict]]:
     """Rows with a ``split`` column go by it (validation/val/test held out); otherwise the
-    ``ceil(frac * n)`` rows whose id hashes lowest are held out (independent of row order)."""
-    if any("split" in r for r in rows):
-        held = [r for r in rows if str(r.get("split", "train")).lower() in ("validation", "val", "test", "eval")]
-        return [r for r in rows if r not in held], held
-    if frac <= 0 or len(rows) < 2:
-        return rows, []
-    k = min(len(rows) - 1, max(1, math.ceil(frac * len(rows))))
-    order = sorted(rows, key=lambda r: hashlib.sha256(str(r["_id"]).encode()).hexdigest())
-    held_ids = {r["_id"] for r in order[:k]}
-    return [r for r in rows if r["_id"] not in held_ids], [r for r in rows if r["_id"] in held_ids]
+    ``ceil(frac * n)`` rows whose id hashes lowest are held out (independent of row order). The
+    rule of the ``interleaved`` task's ``rows=validation`` (:func:`tasks.interleaved.split_rows`)."""
+    return split_by_id(rows, frac, lambda r: r["_id"])
 
 
 def load_rows(setup: Setup, cfg: SFTConfig, policy: Policy):
@@ -125,38 +98,32 @@ def load_rows(setup: Setup, cfg: SFTConfig, policy: Policy):
     return rows
 
 
-def kind_nll(model, rows: list[Row], pad_id, device, micro_batch: int) -> dict:
-    """Token-mean NLLs on held-out rows: augmented (all / thought / text / post-thought) and raw."""
-    import torch
+def kind_nll(backend, rows: list[Row]) -> dict:
+    """Token-mean NLLs on held-out rows, pooled over rows: augmented (all / thought / text /
+    post-thought) and raw, scored through ``backend.score`` (batched by its token budget) by
+    :func:`plugins.evals.nll_scoring.score_rows`, the ``nll`` eval's code."""
+    results = score_rows(backend.score, rows)
+    return {"val_nll": pooled(results, "all"), "thought_nll": pooled(results, "thought"),
+            "text_nll": pooled(results, "text"), "post_thought_nll": pooled(results, "post"),
+            "val_nll_raw": pooled(results, "raw")}
 
-    sums = dict(all=0.0, thought=0.0, text=0.0, post=0.0, raw=0.0)
-    counts = dict(sums)
-    for field_ids, key in (("ids", None), ("raw_ids", "raw")):
-        for k in range(0, len(rows), micro_batch):
-            part = rows[k:k + micro_batch]
-            seqs = [getattr(r, field_ids) for r in part]
-            ids, mask = _pad(seqs, pad_id)
-            with torch.no_grad():
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-            nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
-            for b, r in enumerate(part):
-                n = len(seqs[b]) - 1
-                if n <= 0:
-                    continue
-                tok = nll[b, :n]
-                if key == "raw":
-                    sums["raw"] += float(tok.sum())
-                    counts["raw"] += n
-                    continue
-                kinds = torch.tensor(r.kinds[1:n + 1])
-                post = torch.tensor(r.post[1:n + 1])
-                for name, sel in (("all", torch.ones(n, dtype=torch.bool)), ("thought", kinds == THOUGHT),
-                                  ("text", kinds == TEXT), ("post", post)):
-                    sums[name] += float(tok[sel].sum())
-                    counts[name] += int(sel.sum())
-    out = {k: (sums[k] / counts[k] if counts[k] else None) for k in sums}
-    return {"val_nll": out["all"], "thought_nll": out["thought"], "text_nll": out["text"],
-            "post_thought_nll": out["post"], "val_nll_raw": out["raw"]}
+
+def eval_backend(policy: Policy, cfg: SFTConfig):
+    """An ``hf`` backend over the live weights whose scoring batches hold ``micro_batch`` rows of
+    ``max_tokens`` tokens (the training forward's budget)."""
+    backend = policy.backend()
+    backend.score_tokens = cfg.micro_batch * cfg.max_tokens
+    return backend
+
+
+def repetition(backend, rows: list[Row], cfg: SFTConfig, seed: int) -> float | None:
+    """Mean repeated-4-gram rate of continuations sampled from the first half of the first
+    ``rep_samples`` held-out rows (:func:`plugins.evals.nll_scoring.sample_repetition`)."""
+    rows = [r for r in rows if len(r.raw_ids) >= 4][:cfg.rep_samples]
+    if not rows or cfg.rep_samples <= 0:
+        return None
+    reps = sample_repetition(backend.generate, rows, seed, cfg.rep_tokens)
+    return mean([reps[r.id]["rate"] for r in rows])
 
 
 def _pad(seqs, pad_id):
@@ -169,19 +136,6 @@ def _pad(seqs, pad_id):
         ids[b, :len(s)] = torch.tensor(s, dtype=torch.long)
         mask[b, :len(s)] = 1
     return ids, mask
-
-
-def repetition(policy: Policy, rows: list[Row], cfg: SFTConfig, seed: int, step: int) -> float | None:
-    """Mean repeated-4-gram rate of continuations sampled from the first half of held-out rows."""
-    from harness.types import GenRequest
-
-    rows = [r for r in rows if len(r.raw_ids) >= 4][:cfg.rep_samples]
-    if not rows or cfg.rep_samples <= 0:
-        return None
-    reqs = [GenRequest(r.raw_ids[:len(r.raw_ids) // 2], n=1, seeds=[derive_seed(seed, "sft-rep", r.id)],
-                       max_new_tokens=cfg.rep_tokens, temperature=1.0, top_p=0.95) for r in rows]
-    outs = policy.backend().generate(reqs)
-    return mean([repetition_rate(o[0].text) for o in outs])
 
 
 def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
@@ -218,9 +172,9 @@ def train(setup: Setup, cfg: SFTConfig, arms_file=None) -> Output:
 
     def evaluate(step):
         policy.model.eval()
-        row = {"step": step, **kind_nll(policy.unwrapped(), val_rows, pad, policy.device, cfg.micro_batch)} \
-            if val_rows else {"step": step}
-        row["repetition_4gram_rate"] = repetition(policy, val_rows, cfg, setup.seed, step)
+        backend = eval_backend(policy, cfg)
+        row = {"step": step, **kind_nll(backend, val_rows)} if val_rows else {"step": step}
+        row["repetition_4gram_rate"] = repetition(backend, val_rows, cfg, setup.seed)
         policy.model.train()
         row.update(tokens_seen=tokens_seen, throughput_tok_s=tokens_seen / train_s if train_s else None,
                    peak_memory_gib=peak_memory_gib(policy.device))
