@@ -14,6 +14,7 @@ from harness import __version__
 from harness.plugins import broken_plugins, get_plugin_manager, plugin_summary, registry
 from harness.protocols import member
 from harness.redact import redact_text
+from harness.study import study as study_command
 from reports import options as report_defaults
 
 
@@ -198,6 +199,9 @@ def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
     if summary.get("failures"):
         raise SectionFailed(summary["failures"], "the rest of the report was "
                             + (f"written to {', '.join(written)}" if written else "printed"))
+
+
+cli.add_command(study_command)
 
 
 def main():
