@@ -14,7 +14,6 @@ from harness import __version__
 from harness.plugins import broken_plugins, get_plugin_manager, plugin_summary, registry
 from harness.protocols import member
 from harness.redact import redact_text
-from harness.study import study as study_command
 from reports import options as report_defaults
 
 
@@ -201,7 +200,15 @@ def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
                             + (f"written to {', '.join(written)}" if written else "printed"))
 
 
-cli.add_command(study_command)
+@cli.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Study directory (default: the file's out, "
+              "else runs/study-<file name>); one run directory per eval under it.")
+def study(study_file, out):
+    """Run a study file's evals over the same arms; one combined OUT/report.md (rerun to resume)."""
+    from harness.study import run_study
+
+    run_study(study_file, out)
 
 
 def main():

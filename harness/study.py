@@ -318,12 +318,3 @@ def run_study(path, out=None) -> list[dict]:
         raise StudyFailed(f"{len(failed)} of {len(results)} evals failed ({', '.join(failed)}); "
                           f"see {out / REPORT}")
     return results
-
-
-@click.command()
-@click.argument("study_file", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Study directory (default: the file's out, "
-              "else runs/study-<file name>); one run directory per eval under it.")
-def study(study_file, out):
-    """Run a study file's evals over the same arms; one combined OUT/report.md (rerun to resume)."""
-    run_study(study_file, out)
