@@ -124,8 +124,11 @@ def compare_nll(records, pairs, opts: dict, clusters: dict) -> list[dict]:
                 if ci["se"]:
                     row["mde"] = ps.mde_paired(ci["se"] * math.sqrt(len(ids)), len(ids), alpha=opts["alpha"])
             group.append(row)
-        for r, adj in zip(group, ps.holm([r["p_value"] if r["p_value"] is not None else 1.0 for r in group])):
-            r["p_holm"] = adj if r["p_value"] is not None else None
+        tested = [r for r in group if r["p_value"] is not None]  # untestable rows are not in the Holm family
+        for r, adj in zip(tested, ps.holm([r["p_value"] for r in tested])):
+            r["p_holm"] = adj
+        for r in group:
+            r.setdefault("p_holm", None)
         rows += group
     return rows
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from plugins.evals.nll_scoring import repetition_rate  # noqa: F401  (one definition, shared with the nll eval)
+
 if TYPE_CHECKING:
     from training.policy import Policy
 
@@ -31,13 +33,6 @@ def peak_memory_gib(device) -> float:
 
 
 # -- text statistics of samples -----------------------------------------------------------------
-def repetition_rate(text: str, n: int = 4) -> float:
-    """Share of word n-grams that repeat an earlier n-gram of the same text (0 when too short)."""
-    words = text.lower().split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
-
-
 def alpha_ratio(text: str) -> float:
     """Letters over non-space characters (1.0 for empty text)."""
     chars = [c for c in text if not c.isspace()]
