@@ -302,6 +302,7 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
         summary, _ = render_report(store, records, manifest)
     except SectionFailed as exc:  # the records and the rest of the report are written: say so, then fail
         failed, summary = exc, exc.summary
+        failed.console = ""  # printed below with the run's header, not again by the error
     judged = ""
     if config["judge"]:
         judge_cfg = ", ".join(f"{k}={v}" for k, v in config["judge"].items() if k != "name" and not isinstance(v, dict))

@@ -276,8 +276,9 @@ class RunStore:
         seen: dict[tuple, tuple[int, dict]] = {}
         out, repeats, unusable = [], [], []
         for n, row in rows:
-            if path.name == THOUGHTS and thought_row_problem(row):
-                unusable.append((n, thought_row_problem(row)))  # dropped: that thought is made again
+            problem = thought_row_problem(row) if path.name == THOUGHTS else None
+            if problem:
+                unusable.append((n, problem))  # dropped: that thought is made again
                 continue
             arm, cond, item, s = record_key(row)
             problem = None
