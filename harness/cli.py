@@ -73,7 +73,9 @@ def cli():
 @click.option("--arm", "arm_names", multiple=True,
               help="Arm name, Hub id, local model dir or .gguf (repeatable; default smollm2-135m).")
 @click.option("--arms-file", type=click.Path(), help="TOML arms file extending the packaged one.")
-@click.option("--intervention", "interventions", multiple=True, help="Thought intervention (repeatable; default: the eval's).")
+@click.option("--intervention", "interventions", multiple=True,
+              help="Condition (repeatable; default: the eval's): a thought intervention, or an evidence condition "
+                   "for a tool-use eval.")
 @click.option("--task", "task_names", multiple=True,
               help="Task (repeatable; harness list tasks; default: the eval's, chunks for probe evals).")
 @click.option("--task-option", multiple=True,
@@ -81,6 +83,9 @@ def cli():
 @click.option("--data-file", help="Local JSONL/parquet file or Hub dataset id for the task.")
 @click.option("--judge", "judge_name", help="Judge, for evals that judge (harness list judges; default embedding).")
 @click.option("--judge-option", multiple=True, help="Judge option KEY=VALUE, e.g. threshold=0.7 (repeatable).")
+@click.option("--retriever", "retriever_name",
+              help="Retriever, for evals that search (harness list retrievers; default bm25).")
+@click.option("--retriever-option", multiple=True, help="Retriever option KEY=VALUE, e.g. corpus=wiki.jsonl (repeatable).")
 @click.option("--samples", type=click.IntRange(min=1), help="Samples per item and condition (default: the eval's).")
 @click.option("--limit", type=click.IntRange(min=1), help="Use the first N items (default: the eval's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; every sample's seed derives from it.")
@@ -97,7 +102,7 @@ def cli():
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/<eval>-<config hash>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(eval_name, arm_names, arms_file, interventions, task_names, task_option, data_file, judge_name, judge_option,
-        samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, max_new_tokens, options,
+        retriever_name, retriever_option, samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, max_new_tokens, options,
         backend_name, backend_urls, out, quiet):
     """Run an eval on one or more arms; rerunning resumes and skips finished records."""
     from harness.runner import RunRequest, execute
@@ -106,6 +111,7 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
         eval_name=eval_name, arm_names=arm_names or ("smollm2-135m",), arms_file=arms_file,
         interventions=interventions, task_names=task_names, task_options=parse_kv(task_option, "--task-option"),
         data_file=data_file, judge_name=judge_name, judge_options=parse_kv(judge_option, "--judge-option"),
+        retriever_name=retriever_name, retriever_options=parse_kv(retriever_option, "--retriever-option"),
         samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
         suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
         options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out,
@@ -113,7 +119,8 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
 
 
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(["evals", "interventions", "backends", "judges", "tasks", "arms", "report_sections"]))
+@click.argument("kind", type=click.Choice(["evals", "interventions", "evidence", "retrievers", "backends", "judges", "tasks", "arms",
+                                               "report_sections"]))
 @click.option("--arms-file", type=click.Path(), help="Include arms from this TOML file.")
 def list_(kind, arms_file):
     """List the names of one kind of plugin (or arms) with a one-line description."""
@@ -127,7 +134,7 @@ def list_(kind, arms_file):
     for name in reg.names():
         cls = reg.classes[name]
         click.echo(f"{name:<24} {cls.description}  [{reg.sources[name]}]")
-        for opt in member(cls, kind, "options") if kind in ("judges", "tasks") else ():
+        for opt in member(cls, kind, "options") if kind in ("judges", "tasks", "retrievers") else ():
             click.echo(f"{'':<26}{opt.describe()}")
     for name, why in sorted(reg.refused.items()):
         click.echo(f"{name:<24} BROKEN: {why}")

@@ -30,6 +30,17 @@ def register_interventions(register):
 
 
 @hookspec
+def register_evidence(register):
+    """Register evidence conditions (``--intervention NAME`` of a tool-use eval): what the model reads
+    back after a search; members: harness.protocols.KINDS["evidence"]."""
+
+
+@hookspec
+def register_retrievers(register):
+    """Register retrievers (``--retriever NAME``); members: harness.protocols.KINDS["retrievers"]."""
+
+
+@hookspec
 def register_backends(register):
     """Register generation backends (an arm's ``backend = NAME``); members:
     harness.protocols.KINDS["backends"]."""

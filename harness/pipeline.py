@@ -37,6 +37,7 @@ class RunContext:
     make_backend: Callable[[Arm], Any]
     stats: dict = field(default_factory=lambda: {"generated_tokens": 0, "generation_s": 0.0, "new_records": 0})
     quiet: bool = False
+    retriever: Any = None  # evals with ``uses_retriever``: the ``--retriever`` plugin instance
 
 
 @dataclass

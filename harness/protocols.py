@@ -71,6 +71,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
                type=str),
         Member("uses_judge", "attr", "whether `--judge` applies (False: the eval grades its own answers)",
                default=True, type=bool),
+        Member("uses_retriever", "attr", "whether `--retriever` applies: the harness creates the retriever "
+               "(default `bm25`) and hands it over as `ctx.retriever`", default=False, type=bool),
+        Member("conditions", "attr", "the plugin kind its `--intervention` names come from: `interventions` "
+               "(thoughts) or `evidence` (retrieved passages)", default="interventions", type=str),
         Member("summarize", "method", "`summarize(records, manifest) -> dict`, merged into summary.json; "
                "its `metrics` rows follow `MetricRow`"),
         _RUN_OPTIONS,
@@ -90,6 +94,32 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         Member("min_items", "attr", "fewest items a run must have for it (e.g. 2 for a donor from "
                "another item)", default=1, type=int),
         _RUN_OPTIONS,
+    )),
+    Kind("evidence", "evidence condition", "register_evidence",
+         "`--intervention NAME` of an eval whose `conditions` is `evidence`", "`Condition()`", (
+        _NAME, _DESCRIPTION,
+        Member("observe", "method", "`observe(item, query, docs) -> [Doc]`: the passages the model reads "
+               "after searching `query` for `item`, given what the retriever returned (`docs`, best first; "
+               "each a dict with `id`, `contents`, `score`)", True),
+        Member("prepare", "method", "`prepare(ctx, items)`: called once per arm before any search "
+               "(`ctx`: the eval's `harness.pipeline.RunContext`, with `ctx.retriever`), e.g. to fix a seeded "
+               "donor per item"),
+        Member("applies", "method", "`applies(item) -> bool`: False skips the item under this condition "
+               "(counted in the report), e.g. no gold passage in the data"),
+        Member("min_items", "attr", "fewest items a run must have for it (e.g. 2 for a donor from "
+               "another item)", default=1, type=int),
+        _RUN_OPTIONS,
+    )),
+    Kind("retrievers", "retriever", "register_retrievers", "`--retriever NAME`", "`Retriever(options)`", (
+        _NAME, _DESCRIPTION,
+        Member("retrieve", "method", "`retrieve(queries, topk) -> [[Doc]]`: per query up to `topk` passages, "
+               "best first, each a dict with `id` (str), `contents` (str; its first line is the title) and "
+               "`score` (float or None)", True),
+        Member("config", "method", "`config() -> dict`, JSON-able, everything that decides what it returns "
+               "(corpus hash, index settings, server URL without credentials; the harness adds `name`)", True),
+        Member("options", "attr", "declared `--retriever-option`s (`harness.options.Option`), shown by "
+               "`harness list retrievers`", default=(), type=tuple),
+        Member("close", "method", "`close()`: release an index or a connection pool (called at the end of the run)"),
     )),
     Kind("backends", "backend", "register_backends", "an arm's `backend = \"NAME\"` or `--backend NAME`",
          "`Backend(arm)`", (

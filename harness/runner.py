@@ -46,14 +46,14 @@ def _arm_config(arm, fingerprint: dict | None) -> dict:
 
 def _check_options(options: dict, eval_cls, intervention_classes: list) -> None:
     """Every ``--option`` key is one the eval or a chosen intervention reads (``run_options``)."""
+    kind = member(eval_cls, "evals", "conditions")
     known = dict(member(eval_cls, "evals", "run_options"))
     for cls in intervention_classes:
-        known.update(member(cls, "interventions", "run_options"))
+        known.update(member(cls, kind, "run_options"))
     unknown = sorted(set(options) - set(known))
     if unknown:
         valid = ", ".join(f"{k} ({v})" for k, v in sorted(known.items())) or "none for this eval and interventions"
-        readers = [n for n, c in registry("interventions").classes.items()
-                   if unknown[0] in member(c, "interventions", "run_options")]
+        readers = [n for n, c in registry(kind).classes.items() if unknown[0] in member(c, kind, "run_options")]
         hint = f" ({unknown[0]} is read by intervention {', '.join(readers)}: add --intervention)" if readers else ""
         raise BadInput(f"unknown option {unknown[0]!r}; valid: {valid}{hint}", param_hint="--option")
     check = member(eval_cls, "evals", "check_options")
@@ -122,6 +122,8 @@ class RunRequest:
     data_file: str | None = None
     judge_name: str | None = None
     judge_options: dict = field(default_factory=dict)
+    retriever_name: str | None = None
+    retriever_options: dict = field(default_factory=dict)
     samples: int | None = None
     limit: int | None = None
     seed: int = 0
@@ -160,15 +162,18 @@ def _resolve_arms(p: RunRequest, arms_table: dict) -> list:
     return arms
 
 
-def _plugins_used(eval_name, interventions, judge_name, task_names, arms) -> dict:
+def _plugins_used(eval_cls, interventions, judge_name, retriever_name, task_names, arms) -> dict:
     """Provenance of every plugin the run uses (part of the config: changed plugin code is a
     different run)."""
-    prov = {"eval": registry("evals").provenance(eval_name),
-            "interventions": {n: registry("interventions").provenance(n) for n in interventions},
+    kind = member(eval_cls, "evals", "conditions")
+    prov = {"eval": registry("evals").provenance(eval_cls.name),
+            "interventions": {n: registry(kind).provenance(n) for n in interventions},
             "tasks": {n: registry("tasks").provenance(n.partition(":")[0]) for n in task_names},
             "backends": {a.backend: registry("backends").provenance(a.backend) for a in arms}}
     if judge_name:
         prov["judge"] = registry("judges").provenance(judge_name)
+    if retriever_name:
+        prov["retriever"] = registry("retrievers").provenance(retriever_name)
     return prov
 
 
@@ -186,7 +191,8 @@ def execute(p: RunRequest) -> None:
             raise BadInput(f"eval {eval_cls.name!r} has no {key} setting (it takes {takes})",
                            param_hint="--" + key.replace("_", "-"))
     interventions = list(p.interventions or defaults.get("interventions", ()))
-    ireg = registry("interventions")
+    kind = member(eval_cls, "evals", "conditions")
+    ireg = registry(kind)
     for name in interventions:
         ireg.get(name, "--intervention")
     _check_options(p.options, eval_cls, [ireg.classes[n] for n in interventions])
@@ -196,13 +202,19 @@ def execute(p: RunRequest) -> None:
         judge = registry("judges").create(judge_name, p.judge_options, arms_table, param_hint="--judge")
     elif p.judge_name or p.judge_options:
         raise BadInput(f"eval {eval_cls.name!r} grades its own answers and takes no judge", param_hint="--judge")
+    retriever = retriever_name = None
+    if member(eval_cls, "evals", "uses_retriever"):
+        retriever_name = p.retriever_name or "bm25"
+        retriever = registry("retrievers").create(retriever_name, p.retriever_options, param_hint="--retriever")
+    elif p.retriever_name or p.retriever_options:
+        raise BadInput(f"eval {eval_cls.name!r} does no retrieval and takes no retriever", param_hint="--retriever")
     task_names = list(p.task_names or defaults.get("tasks", ("chunks",)))
     if len(set(task_names)) < len(task_names):
         raise BadInput(f"a task is given twice: {', '.join(task_names)}", param_hint="--task")
     limit = p.limit or defaults.get("limit")
     items, task_configs = load_items(task_names, p.task_options, p.data_file, limit)
     for name in interventions:
-        need = member(ireg.classes[name], "interventions", "min_items")
+        need = member(ireg.classes[name], kind, "min_items")
         if len(items) < need:
             raise BadInput(f"the {name} intervention needs at least {need} items, the run has {len(items)}",
                            param_hint="--limit")
@@ -210,7 +222,8 @@ def execute(p: RunRequest) -> None:
     check = member(eval_cls, "evals", "check_setup")
     if check is not None:  # what the eval cannot do with these arms, judge or items: refused before any work
         check(arms, judge, {"options": p.options, "interventions": interventions,
-                            "judge": judge.config() if judge is not None else None}, items)
+                            "judge": judge.config() if judge is not None else None,
+                            "retriever": retriever.config() if retriever is not None else None}, items)
 
     def pick(key):
         return getattr(p, key) if getattr(p, key) is not None else defaults[key]
@@ -222,13 +235,15 @@ def execute(p: RunRequest) -> None:
         "interventions": interventions,
         "tasks": task_configs,
         "judge": checked_config("judges", judge_name, judge.config()) if judge is not None else None,
+        **({"retriever": checked_config("retrievers", retriever_name, retriever.config())}
+           if retriever is not None else {}),
         "samples": pick("samples"),
         "limit": limit,
         "seed": p.seed,
         **{k: pick(k) for k in GEN_KEYS if k in defaults},
         "options": p.options,
         "items_sha": items_sha(items),
-        "plugins": _plugins_used(eval_cls.name, interventions, judge_name, task_names, arms),
+        "plugins": _plugins_used(eval_cls, interventions, judge_name, retriever_name, task_names, arms),
     })
     out = Path(p.out or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
     store = RunStore(out)
@@ -239,12 +254,15 @@ def execute(p: RunRequest) -> None:
     resuming = store.open(manifest, [{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster,
                                       "meta": i.meta} for i in items])
     try:
-        _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, started)
+        _execute(p, eval_cls, config, arms, items, (judge, retriever), ireg, store, resuming, started)
     finally:
         store.unlock()
+        if retriever is not None and member(retriever, "retrievers", "close"):
+            retriever.close()
 
 
-def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, started) -> None:
+def _execute(p, eval_cls, config, arms, items, graders, ireg, store, resuming, started) -> None:
+    judge, retriever = graders
     out = store.root
     before = len(store.read(SAMPLES))
     store.read(THOUGHTS)  # foreign or conflicting records stop the run here, before any work
@@ -271,7 +289,7 @@ def _execute(p, eval_cls, config, arms, items, judge, ireg, store, resuming, sta
         return backends[arm.name]
 
     ctx = RunContext(eval_cls.name, dict(config, options=p.options), arms, items, judge, store, ireg.classes,
-                     make_backend, quiet=p.quiet)
+                     make_backend, quiet=p.quiet, retriever=retriever)
     try:
         eval_cls().run(ctx)
     except BaseException:
