@@ -208,11 +208,14 @@ def report(run_dirs, baseline, fmt, out, ci_method, B, clusters):
 
 
 @cli.command()
-@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.argument("study_file", type=click.Path(dir_okay=False), metavar="STUDY")
 @click.option("--out", type=click.Path(file_okay=False), help="Study directory (default: the file's out, "
               "else runs/study-<file name>); one run directory per eval under it.")
 def study(study_file, out):
-    """Run a study file's evals over the same arms; one combined OUT/report.md (rerun to resume)."""
+    """Run a study file's evals over the same arms; one combined OUT/report.md (rerun to resume).
+
+    STUDY is a TOML file or a packaged study's name: `cpu` (all five tables on CPU in minutes) or
+    `reference` (the reference study's settings)."""
     from harness.study import run_study
 
     run_study(study_file, out)

@@ -116,6 +116,7 @@ class RunRequest:
     eval_name: str = "thought_probe"
     arm_names: tuple[str, ...] = ("smollm2-135m",)
     arms_file: str | None = None
+    extra_arms: tuple = ()  # Arms added to the arms table by name (a study's trained arms)
     interventions: tuple[str, ...] = ()
     task_names: tuple[str, ...] = ()
     task_options: dict = field(default_factory=dict)
@@ -184,6 +185,7 @@ def execute(p: RunRequest) -> None:
     eval_cls = registry("evals").get(p.eval_name, "--plugin")
     defaults = dict(eval_cls.defaults)
     arms_table = load_arms(p.arms_file)
+    arms_table.update({a.name: a for a in p.extra_arms})
     arms = _resolve_arms(p, arms_table)
     for key in GEN_KEYS:
         if getattr(p, key) is not None and key not in defaults:

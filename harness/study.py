@@ -3,7 +3,7 @@
 A study file is TOML::
 
     arms = ["tiny-qwen3", "smollm2-135m"]   # required: every eval runs on these arms
-    arms_file = "arms.toml"                 # optional, relative to the study file
+    arms_file = "arms.toml"                 # optional, next to the study file, else in the working directory
     out = "runs/my-study"                   # optional default of --out (relative to the working directory)
     seed = 0                                # optional run seed of every eval (an eval may set its own)
 
@@ -53,7 +53,7 @@ TITLES = {
     "reasoning": "Reasoning",
     "thought_probe": "Thought-use probe",
 }
-TOP_KEYS = {"arms", "arms_file", "out", "seed", "eval"}
+TOP_KEYS = {"arms", "arms_file", "out", "seed", "eval", "train"}
 ALIASES = {"judge": "judge_name", "task": "task_names", "backend": "backend_name"}
 INT_KEYS = ("samples", "limit", "thought_max_tokens", "suffix_max_tokens", "max_new_tokens")
 TABLE_KEYS = ("judge_options", "task_options", "options")
@@ -84,6 +84,7 @@ class Study:
     out: str | None
     seed: int
     entries: list[Entry] = field(default_factory=list)
+    steps: list = field(default_factory=list)  # harness.study_train.TrainStep, run before the evals
 
 
 def _scalar(value) -> str:
@@ -183,9 +184,25 @@ def _check_entry(entry: Entry, where: str) -> None:
         raise BadInput(f"{where}: eval {entry.plugin!r} grades its own answers and takes no judge")
 
 
+PACKAGED = Path(__file__).parent / "studies"
+
+
+def find_study(value) -> Path:
+    """``value`` as a path, else the packaged study of that name (``cpu``, ``reference``)."""
+    path = Path(value)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    packaged = PACKAGED / f"{value}.toml"
+    if packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in PACKAGED.glob("*.toml")))
+    raise BadInput(f"{value}: no such study file, and no packaged study of that name (packaged: {names})")
+
+
 def load_study(path) -> Study:
-    """The study file, parsed and checked (one-line :class:`BadInput` naming the file and entry)."""
-    path = Path(path)
+    """The study file (or packaged study name), parsed and checked (one-line :class:`BadInput`
+    naming the file and entry)."""
+    path = find_study(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -203,28 +220,38 @@ def load_study(path) -> Study:
     base = path.parent
     arms_file = data.get("arms_file")
     if arms_file is not None:
-        if not isinstance(arms_file, str) or not (base / arms_file).is_file():
-            raise BadInput(f"{path}: arms_file {arms_file!r} is not a file (it is read relative to the study file)")
-        arms_file = str(base / arms_file)
+        if not isinstance(arms_file, str) or not arms_file:
+            raise BadInput(f"{path}: arms_file must be a path")
+        found = next((p for p in (base / arms_file, Path(arms_file)) if p.is_file()), None)
+        if found is None:
+            raise BadInput(f"{path}: arms_file {arms_file!r} is not a file (it is read next to the study file, "
+                           "else in the working directory)")
+        arms_file = str(found)
     out = data.get("out")
     if out is not None and (not isinstance(out, str) or not out):
         raise BadInput(f"{path}: out must be a directory path")
     study = Study(path, tuple(arms), arms_file, out, _int(data.get("seed", 0), str(path), "seed", low=0))
+    from harness.arms import load_arms, resolve_arm
+    from harness.study_train import TRAIN_DIR, parse_steps
+
+    table = load_arms(study.arms_file)
+    study.steps = parse_steps(data.get("train"), path, set(table))
     evals = data.get("eval")
     if not isinstance(evals, list) or not evals:
         raise BadInput(f"{path}: no [[eval]] tables; add one per eval, e.g. [[eval]] plugin = \"pairwise\"")
     for i, raw in enumerate(evals):
         entry = _entry(raw, i, study, base)
         where = f"{path}: [[eval]] #{i + 1} (plugin {entry.plugin})"
+        if entry.name == TRAIN_DIR and study.steps:
+            raise BadInput(f"{where}: run-dir name {TRAIN_DIR!r} holds the trained arms; give the eval another name")
         if entry.name in {e.name for e in study.entries}:
             raise BadInput(f"{where}: run-dir name {entry.name!r} is used twice; give each a distinct name = \"...\"")
         _check_entry(entry, where)
         study.entries.append(entry)
-    from harness.arms import load_arms, resolve_arm
-
-    table = load_arms(study.arms_file)
+    trained = {s.name for s in study.steps}
     for arm in study.arms:
-        resolve_arm(arm, table)
+        if arm not in trained:
+            resolve_arm(arm, table)
     return study
 
 
@@ -256,9 +283,12 @@ def _demote(markdown: str, levels: int = 2) -> str:
     return "\n".join(out)
 
 
-def combined_report(study: Study, out: Path, results: list[dict]) -> str:
+def combined_report(study: Study, out: Path, results: list[dict], train_errors: dict | None = None) -> str:
     """The study's report: an index, then each eval's report under its table's heading."""
+    from harness.study_train import index_lines
+
     lines = [f"# Study report: {study.path.name}", "", f"- Arms: {', '.join(study.arms)}", "",
+             *index_lines(study.steps, out, train_errors or {}),
              "| eval | plugin | run dir | records | new | status |", "| --- | --- | --- | ---: | ---: | --- |"]
     for r in results:
         status = "ok" if r["error"] is None else "FAILED: " + r["error"].replace("|", "\\|")
@@ -283,15 +313,39 @@ def combined_report(study: Study, out: Path, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _train(study: Study, out: Path) -> tuple[tuple, dict]:
+    """Run the study's ``[[train]]`` steps in order: (the trained arms, errors by step name)."""
+    from harness.arms import load_arms
+    from harness.study_train import run_step, step_dir, trained_arm
+
+    table, trained, errors = load_arms(study.arms_file), {}, {}
+    for step in study.steps:
+        click.echo(f"\n== train {step.name} ({step.stage} from {step.arm}) -> {step_dir(out, step)}", err=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            run_step(step, out, study.arms_file, study.seed, trained)
+        except (click.ClickException, Exception) as exc:  # an interrupt still stops the study
+            errors[step.name] = _one_line(exc)
+            click.echo(f"train {step.name}: FAILED: {errors[step.name]}", err=True)
+            break
+        trained[step.name] = table[step.name] = trained_arm(step, out, table)
+    return tuple(trained.values()), errors
+
+
 def run_study(path, out=None) -> list[dict]:
-    """Check the study, run each eval (resuming), write OUT/report.md; raise :class:`StudyFailed`
-    when an eval failed."""
+    """Check the study, train its ``[[train]]`` arms, run each eval (resuming), write
+    OUT/report.md; raise :class:`StudyFailed` when a step or an eval failed."""
     from harness.runner import execute
 
     study = load_study(path)
     out = Path(out or study.out or Path("runs") / f"study-{study.path.stem}")
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out} is a file, not a study directory", param_hint="--out")
+    extra_arms, train_errors = _train(study, out)
+    if train_errors:
+        (out / REPORT).write_text(combined_report(study, out, [], train_errors), encoding="utf-8")
+        name = next(iter(train_errors))
+        raise StudyFailed(f"[[train]] {name} failed, so no eval ran: {train_errors[name]}; see {out / REPORT}")
     results = []
     for entry in study.entries:
         run_dir = out / entry.name
@@ -300,7 +354,7 @@ def run_study(path, out=None) -> list[dict]:
         error = None
         try:
             out.mkdir(parents=True, exist_ok=True)
-            execute(replace(entry.request, out=str(run_dir)))
+            execute(replace(entry.request, out=str(run_dir), extra_arms=extra_arms))
         except (click.ClickException, Exception) as exc:  # an interrupt still stops the study
             error = _one_line(exc)
             click.echo(f"{entry.name}: FAILED: {error}", err=True)

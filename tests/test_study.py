@@ -1,7 +1,6 @@
 """``harness study``: a study file's evals run into one directory, resume, and render one report."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -154,16 +153,104 @@ def test_bad_study_files_are_one_line_errors_before_any_run(tmp_path, text, need
     assert not out.exists()
 
 
-def test_packaged_study_files_parse(tmp_path):
-    cpu = load_study(ROOT / "studies" / "cpu.toml")
-    assert cpu.arms == ("tiny-qwen3", "smollm2-135m")
+def test_packaged_study_files_parse(tmp_path, monkeypatch):
+    cpu = load_study("cpu")  # a packaged study by name
+    assert cpu.path == ROOT / "harness" / "studies" / "cpu.toml"
+    assert cpu.arms == ("tiny-qwen3", "tiny-sft", "smollm2-135m")
+    assert [(s.name, s.stage, s.arm) for s in cpu.steps] == [("tiny-sft", "sft", "tiny-qwen3")]
     assert [e.plugin for e in cpu.entries] == ["pairwise", "nll", "reward_gate", "reasoning", "thought_probe"]
-    # the reference study reads the README's arms file from the directory above it
-    (tmp_path / "studies").mkdir()
-    shutil.copy(ROOT / "studies" / "reference.toml", tmp_path / "studies" / "reference.toml")
+    # the reference study reads the README's arms file (and data) from the working directory
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "study.toml").write_text("".join(f'[arms.{a}]\nmodel = "./ckpt/{a}"\n' for a in (
         "think_base", "think_phase3", "think_base_rlmt", "think_phase3_rlmt")))
-    ref = load_study(tmp_path / "studies" / "reference.toml")
+    ref = load_study("reference")
     assert len(ref.arms) == 4 and {e.plugin for e in ref.entries} == set(TITLES)
     reasoning = next(e for e in ref.entries if e.plugin == "reasoning").request
     assert reasoning.task_options["gsm8k.fewshot"] == "2"
+
+
+def test_an_unknown_study_name_lists_the_packaged_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _invoke("cpuu")
+    assert res.exit_code == 2 and "no packaged study of that name (packaged: cpu, reference)" in res.output
+
+
+TRAINED = """
+arms = ["tiny-qwen3", "tiny-sft", "tiny-sft2"]
+seed = 3
+
+[[train]]
+name = "tiny-sft"
+stage = "sft"
+arm = "tiny-qwen3"
+args = { steps = 2, lr = 1e-3, warmup_steps = 0, rep_samples = 0, max_tokens = 128 }
+
+[[train]]
+name = "tiny-sft2"
+stage = "sft"
+arm = "tiny-sft"
+args = { steps = 1, lr = 1e-3, warmup_steps = 0, rep_samples = 0, max_tokens = 128, seed = 5 }
+
+[[eval]]
+plugin = "nll"
+limit = 2
+max_new_tokens = 2
+options = { max_tokens = 64 }
+"""
+
+
+def test_a_study_trains_its_arms_before_the_evals_and_reuses_them(tmp_path):
+    out = tmp_path / "out"
+    res = _invoke(_study(tmp_path, TRAINED), "--out", out)
+    assert res.exit_code == 0, res.output
+    lineage = json.loads((out / "train" / "tiny-sft2" / "lineage.json").read_text())
+    assert json.loads((out / "train" / "tiny-sft" / "lineage.json").read_text())["config"]["seed"] == 3
+    assert lineage["config"]["seed"] == 5 and lineage["config"]["arm"] == str(out / "train" / "tiny-sft")
+    config = json.loads((out / "nll" / "manifest.json").read_text())["config"]
+    assert [(a["name"], a["model"]) for a in config["arms"]] == [
+        ("tiny-qwen3", "random:tiny-qwen3"), ("tiny-sft", str(out / "train" / "tiny-sft")),
+        ("tiny-sft2", str(out / "train" / "tiny-sft2"))]
+    assert config["arms"][1]["device"] == "cpu"  # the parent's device
+    report = (out / "report.md").read_text()
+    assert "| tiny-sft | sft | tiny-qwen3 | train/tiny-sft/ | ok |" in report
+    weights = {n: (out / "train" / n / "model.safetensors").stat().st_mtime_ns for n in ("tiny-sft", "tiny-sft2")}
+    res = _invoke(tmp_path / "study.toml", "--out", out)  # finished checkpoints and records are kept
+    assert res.exit_code == 0, res.output
+    assert {n: (out / "train" / n / "model.safetensors").stat().st_mtime_ns for n in weights} == weights
+    assert "| nll | nll | nll/ | 6 | 0 | ok |" in (out / "report.md").read_text()
+
+
+def test_a_failed_train_step_stops_the_study_before_its_evals(tmp_path):
+    text = TRAINED.replace('arm = "tiny-qwen3"', 'arm = "random:no-such-preset"')
+    text = text.replace('arms = ["tiny-qwen3", "tiny-sft", "tiny-sft2"]', 'arms = ["tiny-sft"]')
+    text = text[:text.index("[[train]]\nname = \"tiny-sft2\"")] + text[text.index("[[eval]]"):]
+    out = tmp_path / "out"
+    res = _invoke(_study(tmp_path, text), "--out", out)
+    assert res.exit_code == 1 and "[[train]] tiny-sft failed, so no eval ran" in res.output, res.output
+    assert "| tiny-sft | sft | random:no-such-preset | train/tiny-sft/ | FAILED:" in (out / "report.md").read_text()
+    assert not (out / "nll").exists()
+
+
+_TRAIN = 'arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\n[[train]]\n'
+BAD_TRAIN = [
+    (_TRAIN + 'name = "a"\nstage = "sfx"\narm = "tiny-qwen3"\n', "unknown stage 'sfx'; valid: dpo, rlmt, sft"),
+    (_TRAIN + 'name = "a"\nstage = "sft"\narm = "nope"\n', "unknown arm 'nope' to train from"),
+    (_TRAIN + 'name = "tiny-qwen3"\nstage = "sft"\narm = "tiny-qwen3"\n', "is an arm already"),
+    (_TRAIN + 'name = "a"\nstage = "sft"\narm = "tiny-qwen3"\nargs = { stpes = 2 }\n', "has no --stpes; valid:"),
+    (_TRAIN + 'name = "a"\nstage = "sft"\narm = "tiny-qwen3"\nargs = { out = "x" }\n', "args.out is set by the study"),
+    (_TRAIN + 'name = "a"\nstage = "sft"\n', "needs arm ="),
+    (_TRAIN + 'name = "a"\nstage = "sft"\narm = "tiny-qwen3"\nsteps = 2\n', "unknown key 'steps'"),
+    ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\nname = "train"\n[[train]]\nname = "a"\nstage = "sft"\n'
+     'arm = "tiny-qwen3"\n', "run-dir name 'train' holds the trained arms"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD_TRAIN)
+def test_bad_train_steps_are_one_line_errors_before_any_work(tmp_path, text, needle):
+    path = _study(tmp_path, text)
+    out = tmp_path / "out"
+    res = _invoke(path, "--out", out)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0], res.output
+    assert not out.exists()
