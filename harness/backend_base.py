@@ -75,14 +75,15 @@ class TokenizerBackend:
         (here: None, the tokenizer's EOS alone)."""
         return None
 
-    def chat_prompt(self, messages: list[dict]) -> str:
+    def chat_prompt(self, messages: list[dict], **template_kw) -> str:
         """``messages`` rendered by the tokenizer's chat template, ending where the assistant's turn
-        begins; BadInput naming the arm when the tokenizer has no chat template."""
+        begins; ``template_kw`` go to the template (e.g. Qwen3's ``enable_thinking``). BadInput
+        naming the arm when the tokenizer has no chat template."""
         if not getattr(self.tokenizer, "chat_template", None):
             where = "" if self.tokenizer_spec == self.arm.model else f" (tokenizer {self.tokenizer_spec})"
             raise BadInput(f"arm {self.arm.name!r} has no chat template{where}; use the plain prompt for it "
                            "(its arm option reasoning_prompt = \"plain\")")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kw)
 
     # -- stop strings -------------------------------------------------------------------
     @staticmethod

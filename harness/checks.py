@@ -5,6 +5,8 @@ the item, exit status 1; the run's finished records are kept and a rerun resumes
 from __future__ import annotations
 
 import json
+import math
+import numbers
 
 import click
 
@@ -46,13 +48,20 @@ def thought_problem(t) -> str | None:
         return f"closed={t.closed!r} (True, False or None)"
     if t.source_item is not None and not isinstance(t.source_item, str):
         return f"source_item={t.source_item!r} (an item id or None)"
+    info = getattr(t, "info", {})
+    if not isinstance(info, dict):
+        return f"info that is not a dict ({type(info).__name__})"
+    try:
+        json.dumps(info, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"info that is not JSON-able ({exc})"
     return None
 
 
 def thought_row_problem(row: dict) -> str | None:
     """Why a stored ``thoughts.jsonl`` row cannot be used (None when it can)."""
     try:
-        t = Thought(row["token_ids"], row["text"], row.get("closed"), row.get("source_item"))
+        t = Thought(row["token_ids"], row["text"], row.get("closed"), row.get("source_item"), row.get("info", {}))
     except KeyError as exc:
         return f"no {exc.args[0]!r}"
     return thought_problem(t)
@@ -145,3 +154,39 @@ def check_completions(backend: str, requests, outs) -> None:
             if r.score_ids is not None and (c.score_logprobs is None or len(c.score_logprobs) != len(r.score_ids)):
                 n = None if c.score_logprobs is None else len(c.score_logprobs)
                 _fail(who, f"generate() returned {n} score log-probs for {where}, expected {len(r.score_ids)}")
+
+
+def checked_docs(name: str, queries, result, topk: int) -> list[list[dict]]:
+    """A retriever's ``retrieve(queries, topk)`` return: one list per query, each of at most ``topk``
+    docs, each a dict with a non-empty string ``id``, a string ``contents`` and a ``score`` that is a
+    finite number or None. Returns new lists of ``{"id", "contents", "score"}`` (score a float or None)."""
+    who = label("retrievers", name)
+    n = len(queries)
+    if not isinstance(result, (list, tuple)) or len(result) != n:
+        got = len(result) if isinstance(result, (list, tuple)) else f"a {type(result).__name__}"
+        _fail(who, f"retrieve() returned {got} result list(s) for {n} quer{'y' if n == 1 else 'ies'}")
+    out = []
+    for q, docs in enumerate(result):
+        where = f"query {q} ({str(queries[q])[:40]!r})"
+        if not isinstance(docs, (list, tuple)):
+            _fail(who, f"retrieve() returned a {type(docs).__name__} for {where}, expected a list of docs")
+        if len(docs) > topk:
+            _fail(who, f"retrieve() returned {len(docs)} docs for {where}, more than topk={topk}")
+        rows = []
+        for d, doc in enumerate(docs):
+            at = f"doc {d} of {where}"
+            if not isinstance(doc, dict):
+                _fail(who, f"retrieve() returned a {type(doc).__name__} as {at}, expected a dict with id, "
+                           "contents and score")
+            doc_id, contents, score = doc.get("id"), doc.get("contents"), doc.get("score")
+            if not isinstance(doc_id, str) or not doc_id:
+                _fail(who, f"retrieve() returned {at} with id {doc_id!r} (a non-empty string)")
+            if not isinstance(contents, str):
+                _fail(who, f"retrieve() returned {at} (id {doc_id!r}) whose contents is a "
+                           f"{type(contents).__name__}, not a string")
+            if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real)
+                                      or not math.isfinite(score)):
+                _fail(who, f"retrieve() returned {at} (id {doc_id!r}) with score {score!r} (a finite number or None)")
+            rows.append({"id": doc_id, "contents": contents, "score": None if score is None else float(score)})
+        out.append(rows)
+    return out

@@ -14,6 +14,7 @@ from harness import __version__
 from harness.plugins import broken_plugins, get_plugin_manager, plugin_summary, registry
 from harness.protocols import member
 from harness.redact import redact_text
+from harness.rescore import rescore
 from reports import options as report_defaults
 
 
@@ -99,11 +100,14 @@ def cli():
               help="Backend for every --arm, overriding the arm's own (harness list backends), e.g. openai.")
 @click.option("--backend-url", "backend_urls", multiple=True,
               help="Server URL for arms on a server backend (repeatable: items are sharded over the servers).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
+              help="Weights dtype for every --arm, overriding the arm's own (auto: bfloat16 on CUDA and on CPUs "
+                   "with avx512_bf16/amx_bf16, else float32).")
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/<eval>-<config hash>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(eval_name, arm_names, arms_file, interventions, task_names, task_option, data_file, judge_name, judge_option,
         retriever_name, retriever_option, samples, limit, seed, thought_max_tokens, suffix_max_tokens, temperature, top_p, max_new_tokens, options,
-        backend_name, backend_urls, out, quiet):
+        backend_name, backend_urls, dtype, out, quiet):
     """Run an eval on one or more arms; rerunning resumes and skips finished records."""
     from harness.runner import RunRequest, execute
 
@@ -114,8 +118,8 @@ def run(eval_name, arm_names, arms_file, interventions, task_names, task_option,
         retriever_name=retriever_name, retriever_options=parse_kv(retriever_option, "--retriever-option"),
         samples=samples, limit=limit, seed=seed, thought_max_tokens=thought_max_tokens,
         suffix_max_tokens=suffix_max_tokens, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, out=out,
-        quiet=quiet, argv=tuple(sys.argv)))
+        options=parse_kv(options, "--option"), backend_name=backend_name, backend_urls=backend_urls, dtype=dtype,
+        out=out, quiet=quiet, argv=tuple(sys.argv)))
 
 
 @cli.command(name="list")
@@ -134,7 +138,7 @@ def list_(kind, arms_file):
     for name in reg.names():
         cls = reg.classes[name]
         click.echo(f"{name:<24} {cls.description}  [{reg.sources[name]}]")
-        for opt in member(cls, kind, "options") if kind in ("judges", "tasks", "retrievers") else ():
+        for opt in member(cls, kind, "options") if kind in ("judges", "tasks", "retrievers", "interventions") else ():
             click.echo(f"{'':<26}{opt.describe()}")
     for name, why in sorted(reg.refused.items()):
         click.echo(f"{name:<24} BROKEN: {why}")
@@ -219,6 +223,41 @@ def study(study_file, out):
     from harness.study import run_study
 
     run_study(study_file, out)
+
+
+cli.add_command(rescore)  # regrades a run's records through its eval's regrade (harness/rescore.py)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False), metavar="RUN")
+@click.option("--judge", "judge_name", required=True, help="The new judge (harness list judges).")
+@click.option("--judge-option", multiple=True, help="Judge option KEY=VALUE (repeatable).")
+@click.option("--arms-file", type=click.Path(), help="TOML arms file, for a judge that runs an arm (llm).")
+@click.option("--out", required=True, type=click.Path(), help="The new run directory (never RUN itself).")
+@click.option("--no-cache", is_flag=True, help="Judge everything again: neither read nor write the verdict cache.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def rejudge(run_dir, judge_name, judge_option, arms_file, out, no_cache, quiet):
+    """Judge a probe, reward-gate or pairwise run's stored suffixes again with another judge, into a
+    new run (no generation; rerun to resume). Verdicts are cached by content under
+    $HARNESS_VERDICT_CACHE (default ~/.cache/harness/verdicts). `harness report RUN OUT` then pairs
+    the two judges item by item."""
+    from harness.rejudge import rejudge_run
+
+    rejudge_run(run_dir, judge_name, parse_kv(judge_option, "--judge-option"), out, arms_file=arms_file,
+                use_cache=not no_cache, quiet=quiet, argv=tuple(sys.argv))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False), metavar="RUN...")
+@click.option("--out", type=click.Path(file_okay=False), help="Directory for index.html (default: RUN/view for one run).")
+@click.option("--title", help="The page's title (default: the runs' directories).")
+def view(run_dirs, out, title):
+    """Browse runs' samples offline: one self-contained HTML page (filters, search, items side by
+    side, sort by a sensitivity delta), opened from disk."""
+    from harness.view import write_view
+
+    path = write_view(run_dirs, out, title)
+    click.echo(f"view: {path.resolve().as_uri()}", err=True)
 
 
 def main():

@@ -45,6 +45,43 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 GGUF_MAGIC = b"GGUF"
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bfloat16 matmuls
+
+
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """Which of :data:`BF16_CPU_FLAGS` this CPU has, read from ``cpuinfo``'s first ``flags`` line
+    (empty where there is no such file, e.g. macOS)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    have = set(line.partition(":")[2].split())
+                    return [f for f in BF16_CPU_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def resolve_dtype(dtype: str, device: str, model: str = "") -> tuple[str, str]:
+    """The dtype an arm's ``dtype`` means on ``device`` (a resolved device, not "auto") for its
+    ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and on CPUs with native bfloat16
+    (:data:`BF16_CPU_FLAGS`), float32 elsewhere. ``random:`` presets (the test models) stay
+    float32 on every CPU, so that tests run the same numbers on every machine (in bfloat16 a
+    sample's tokens can depend on which rows shared its batch)."""
+    if dtype != "auto":
+        return dtype, "set by the arm"
+    if device.startswith("cuda"):
+        return "bfloat16", "auto: CUDA"
+    if device == "cpu" and model.startswith("random:"):
+        return "float32", "auto: random-init preset on CPU"
+    if device == "cpu":
+        flags = cpu_bf16_flags()
+        if flags:
+            return "bfloat16", f"auto: CPU with {', '.join(flags)}"
+        return "float32", f"auto: CPU without {' or '.join(BF16_CPU_FLAGS)}"
+    return "float32", f"auto: {device}"
+
+
 def check_settings(arm: Arm) -> None:
     """The arm's ``dtype`` and ``device`` are ones the in-process (hf) loader takes."""
     if arm.dtype not in DTYPES:
@@ -171,9 +208,7 @@ def load_model(arm: Arm):
     device = arm.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = arm.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    dtype, _ = resolve_dtype(arm.dtype, device, arm.model)
     torch_dtype = getattr(torch, dtype)
     if kind == "random":
         model, tok = _random_model(where, int(arm.options.get("seed", 0)))

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from harness.checks import check_completions, check_thoughts, check_verdicts
+from harness.conditions import create, plugin_name
 from harness.protocols import member
 from harness.seeding import derive_seed
 from harness.store import SAMPLES, THOUGHTS, RunStore
@@ -38,6 +39,7 @@ class RunContext:
     stats: dict = field(default_factory=lambda: {"generated_tokens": 0, "generation_s": 0.0, "new_records": 0})
     quiet: bool = False
     retriever: Any = None  # evals with ``uses_retriever``: the ``--retriever`` plugin instance
+    arms_table: dict = field(default_factory=dict)  # every arm name the run knows -> Arm (a teacher arm)
 
 
 @dataclass
@@ -77,6 +79,14 @@ class ArmContext:
         return {item.id: [Thought(c.token_ids, c.text, closed=c.finish_reason == "stop") for c in out]
                 for item, out in zip(items, outs)}
 
+    def arm_thoughts(self, arm_name: str, condition: str) -> dict[str, list[Thought]]:
+        """Another arm's stored thoughts of ``condition``, ``{item_id: [Thought] * samples}`` for the
+        items that have all their samples. For an intervention with ``requires_arms``, the pipeline
+        has made its ``requires`` for every arm before this is called."""
+        samples = self.config["samples"]
+        stored = _load_thoughts(self.run.store, arm_name, condition)
+        return {k: [v[s] for s in range(samples)] for k, v in stored.items() if len(v) == samples}
+
     def bar(self, desc: str, add: int):
         """The progress bar called ``desc`` (one per stage and condition), its total grown by ``add``."""
         if desc not in self.bars:
@@ -110,7 +120,7 @@ def condition_order(requested: list[str], interventions: dict[str, type]) -> lis
             return
         if name in chain:
             raise ValueError(f"intervention requirement cycle: {' -> '.join(chain + (name,))}")
-        for req in member(interventions[name], "interventions", "requires"):
+        for req in member(interventions[plugin_name(name)], "interventions", "requires"):
             if req not in interventions:
                 raise ValueError(f"intervention {name!r} requires unknown intervention {req!r}")
             visit(req, chain + (name,))
@@ -123,7 +133,7 @@ def condition_order(requested: list[str], interventions: dict[str, type]) -> lis
 
 def _thought_row(arm, cond, item_id, s, t: Thought) -> dict:
     return {"arm": arm, "condition": cond, "item_id": item_id, "sample": s, "token_ids": t.token_ids,
-            "text": t.text, "closed": t.closed, "source_item": t.source_item}
+            "text": t.text, "closed": t.closed, "source_item": t.source_item, **({"info": t.info} if t.info else {})}
 
 
 def _load_thoughts(store: RunStore, arm: str, cond: str) -> dict[str, dict[int, Thought]]:
@@ -132,8 +142,83 @@ def _load_thoughts(store: RunStore, arm: str, cond: str) -> dict[str, dict[int, 
     for r in store.read(THOUGHTS):
         if r["arm"] == arm and r["condition"] == cond:
             by_item.setdefault(r["item_id"], {})[r["sample"]] = Thought(
-                r["token_ids"], r["text"], r["closed"], r.get("source_item"))
+                r["token_ids"], r["text"], r["closed"], r.get("source_item"), r.get("info") or {})
     return by_item
+
+
+def make_intervention(ctx: RunContext, condition: str):
+    """The intervention instance for a recorded condition name (its options parsed from the name)."""
+    return create(ctx.interventions[plugin_name(condition)], condition)
+
+
+def applicable(plugin, items: list[Item]) -> list[Item]:
+    """``items`` the intervention applies to (all of them unless it has ``applies``)."""
+    applies = member(plugin, "interventions", "applies")
+    return [i for i in items if applies(i)] if applies is not None else list(items)
+
+
+def _make_thoughts(ctx: RunContext, actx: ArmContext, cond: str, thoughts: dict, chunk_items: int) -> dict:
+    """The arm's thoughts of ``cond`` for every item it applies to: stored ones, and the missing
+    ones made by its intervention and appended to thoughts.jsonl chunk by chunk."""
+    samples, arm = ctx.config["samples"], actx.arm
+    plugin = make_intervention(ctx, cond)
+    stored = _load_thoughts(ctx.store, arm.name, cond)
+    have = {k: [v[s] for s in range(samples)] for k, v in stored.items() if len(v) == samples}
+    missing = [i for i in applicable(plugin, ctx.items) if i.id not in have]
+    needed = {r: thoughts[r] for r in member(plugin, "interventions", "requires")}
+    try:
+        for start in range(0, len(missing), chunk_items * 4):
+            part = missing[start:start + chunk_items * 4]
+            new = plugin.thoughts(actx, part, samples, needed)
+            check_thoughts(cond, new, part, samples)  # nothing of a bad return is written
+            # samples already stored (a write cut by a kill) are kept as stored, not written twice
+            ctx.store.append([_thought_row(arm.name, cond, i.id, s, t) for i in part
+                              for s, t in enumerate(new[i.id]) if s not in stored.get(i.id, {})], THOUGHTS)
+            have.update({i.id: [stored.get(i.id, {}).get(s, t) for s, t in enumerate(new[i.id])] for i in part})
+    finally:
+        if missing and member(plugin, "interventions", "close") is not None:
+            plugin.close()
+    return have
+
+
+def _record_skipped(ctx: RunContext, order: list[str]) -> dict[str, set]:
+    """Per condition, the ids of the items its intervention does not apply to; recorded in the
+    manifest as ``skipped_items`` (only when there are any, so other runs' manifests stay as they were)."""
+    skipped = {}
+    for cond in order:
+        plugin = make_intervention(ctx, cond)
+        if member(plugin, "interventions", "applies") is not None:
+            ids = {i.id for i in ctx.items} - {i.id for i in applicable(plugin, ctx.items)}
+            if ids:
+                skipped[cond] = ids
+    if skipped or ctx.store.manifest().get("skipped_items"):
+        shown = {c: sorted(v) for c, v in skipped.items()}
+        if ctx.store.manifest().get("skipped_items") != shown:
+            ctx.store.update_manifest(skipped_items=shown)
+    return skipped
+
+
+def _other_arms_first(ctx: RunContext, order: list[str], chunk_items: int) -> None:
+    """For conditions with ``requires_arms``: their requirements for every arm, before any arm's
+    other work (one model at a time; the last arm made stays loaded for the main pass, which
+    starts with the first arm). Arms whose requirements are all stored load nothing."""
+    first = [c for c in order if member(ctx.interventions[plugin_name(c)], "interventions", "requires_arms")]
+    needs = condition_order([r for c in first for r in member(ctx.interventions[plugin_name(c)],
+                                                              "interventions", "requires")], ctx.interventions)
+    samples = ctx.config["samples"]
+    for arm in reversed(ctx.arms):
+        def complete(cond):
+            stored = _load_thoughts(ctx.store, arm.name, cond)
+            want = applicable(make_intervention(ctx, cond), ctx.items)
+            return all(len(stored.get(i.id, {})) == samples for i in want)
+
+        if all(complete(c) for c in needs):
+            continue
+        actx = ArmContext(arm, ctx.make_backend(arm), ctx.config, ctx.items, ctx)
+        thoughts: dict = {}
+        for cond in needs:
+            thoughts[cond] = _make_thoughts(ctx, actx, cond, thoughts, chunk_items)
+        actx.close_bars()
 
 
 def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> None:
@@ -146,28 +231,19 @@ def run_probe(ctx: RunContext, conditions: list[str], chunk_rows: int = 64) -> N
     chunk_items = max(1, chunk_rows // samples)
     order = condition_order(conditions, ctx.interventions)
     done = {(r["arm"], r["condition"], r["item_id"], r["sample"]) for r in ctx.store.read(SAMPLES)}
+    skipped = _record_skipped(ctx, order)
+    todo = {arm.name: {c: [i for i in ctx.items if i.id not in skipped.get(c, ()) and any(
+        (arm.name, c, i.id, s) not in done for s in range(samples))] for c in conditions} for arm in ctx.arms}
+    if any(p for arm_todo in todo.values() for p in arm_todo.values()):
+        _other_arms_first(ctx, order, chunk_items)
     for arm in ctx.arms:
-        pending = {c: [i for i in ctx.items if any((arm.name, c, i.id, s) not in done for s in range(samples))]
-                   for c in conditions}
+        pending = todo[arm.name]
         if not any(pending.values()):
             continue
         actx = ArmContext(arm, ctx.make_backend(arm), cfg, ctx.items, ctx)
         thoughts: dict[str, dict[str, list[Thought]]] = {}
         for cond in order:
-            stored = _load_thoughts(ctx.store, arm.name, cond)
-            have = {k: [v[s] for s in range(samples)] for k, v in stored.items() if len(v) == samples}
-            missing = [i for i in ctx.items if i.id not in have]
-            plugin = ctx.interventions[cond]()
-            needed = {r: thoughts[r] for r in member(plugin, "interventions", "requires")}
-            for start in range(0, len(missing), chunk_items * 4):
-                part = missing[start:start + chunk_items * 4]
-                new = plugin.thoughts(actx, part, samples, needed)
-                check_thoughts(cond, new, part, samples)  # nothing of a bad return is written
-                # samples already stored (a write cut by a kill) are kept as stored, not written twice
-                ctx.store.append([_thought_row(arm.name, cond, i.id, s, t) for i in part
-                                  for s, t in enumerate(new[i.id]) if s not in stored.get(i.id, {})], THOUGHTS)
-                have.update({i.id: [stored.get(i.id, {}).get(s, t) for s, t in enumerate(new[i.id])] for i in part})
-            thoughts[cond] = have
+            thoughts[cond] = _make_thoughts(ctx, actx, cond, thoughts, chunk_items)
         close_ids = actx.backend.encode(arm.think_close)
         for cond in conditions:
             for start in range(0, len(pending[cond]), chunk_items):
@@ -208,13 +284,28 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
             "eval": run.eval_name, "arm": arm.name, "condition": cond, "item_id": item.id, "sample": s,
             "cluster": item.cluster, "thought": t.text, "thought_tokens": len(t.token_ids),
             "thought_closed": t.closed, "thought_source": t.source_item,
+            **({"thought_info": t.info} if t.info else {}),  # only where set: older records stay as they were
             "suffix": comp.text, "suffix_tokens": len(comp.token_ids), "finish_reason": comp.finish_reason,
-            "reward": v.reward, "judge_score": v.score, "judge_invalid": bool(v.invalid), "judge_raw": v.raw,
+            **verdict_fields(v),
             "suffix_logprob": (sum(lp) / len(lp)) if lp else None, "true_suffix_tokens": len(lp),
             "seed": actx.seed(item.id, cond, s, "suffix"), "cached_tokens": comp.cached_tokens,
         })
     rows.sort(key=lambda r: (r["item_id"], r["sample"]))
     return rows
+
+
+def verdict_fields(v) -> dict:
+    """A probe record's judge fields from a :class:`harness.types.Verdict`."""
+    return {"reward": v.reward, "judge_score": v.score, "judge_invalid": bool(v.invalid), "judge_raw": v.raw}
+
+
+def rejudge_probe(records: list[dict], items: dict[str, Item], judge) -> list[dict]:
+    """``records`` (probe records) judged again by ``judge``: each record's stored predicted suffix
+    against its item's true suffix, as :func:`run_probe` judges; only the judge fields change."""
+    verdicts = judge.judge([JudgePair(r["suffix"], items[r["item_id"]].suffix, items[r["item_id"]].prefix)
+                            for r in records])
+    check_verdicts(judge.name, verdicts, len(records))
+    return [dict(r, **verdict_fields(v)) for r, v in zip(records, verdicts)]
 
 
 class ProbeEval:
@@ -225,6 +316,9 @@ class ProbeEval:
 
     def run(self, ctx: RunContext) -> None:
         run_probe(ctx, list(ctx.config["interventions"]))
+
+    def rejudge(self, records, items, judge) -> list[dict]:
+        return rejudge_probe(records, items, judge)
 
     def summarize(self, records, manifest) -> dict:
         from reports.probe import summarize

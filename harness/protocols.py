@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from harness.search_schema import SearchRecord, SearchTurn
+
 _NO_DEFAULT = object()
 
 
@@ -83,8 +85,20 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         Member("check_setup", "classmethod", "`check_setup(arms, judge, config, items)`: raise `BadInput` for "
                "a run it cannot do (too few arms, a judge without `compare`), before the run directory exists; "
                "`config` holds `options`, `interventions` and `judge`"),
+        Member("regrade", "method", "`regrade(records, manifest, **options) -> records`: grade stored records "
+               "again without generating (`harness rescore RUN_DIR`; without it the eval's runs cannot be rescored)"),
+        Member("regrade_options", "attr", "`harness rescore` flags it takes (`harness.options.Option`; "
+               "`--KEY VALUE`), passed to `regrade` as keyword arguments", default=(), type=tuple),
+        Member("graded_field", "attr", "the record field `harness rescore` counts before and after "
+               "(true values), e.g. `correct`", type=str),
+        Member("rejudge", "method", "`rejudge(records, items, judge) -> records`: the stored records judged "
+               "again by `judge` (`items`: item id -> `Item`), one record back per record with only its judge "
+               "fields changed, no generation (`harness rejudge RUN --judge NAME`; without it the eval's runs "
+               "cannot be rejudged)"),
     )),
-    Kind("interventions", "intervention", "register_interventions", "`--intervention NAME`", "`Intervention()`", (
+    Kind("interventions", "intervention", "register_interventions",
+         "`--intervention NAME` (or `NAME:KEY=VALUE,...` for one that declares `options`)",
+         "`Intervention()`, or `Intervention(options)` when it declares `options`", (
         _NAME, _DESCRIPTION,
         Member("thoughts", "method", "`thoughts(ctx, items, samples, needed) -> {item_id: [Thought] * samples}` "
                "for every item in `items` (`ctx`: a `harness.pipeline.ArmContext`); each `Thought` has "
@@ -94,6 +108,22 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         Member("min_items", "attr", "fewest items a run must have for it (e.g. 2 for a donor from "
                "another item)", default=1, type=int),
         _RUN_OPTIONS,
+        Member("options", "attr", "declared condition options (`harness.options.Option`), given as "
+               "`--intervention NAME:KEY=VALUE,KEY=VALUE` and checked before the run; the condition is recorded "
+               "as that spec normalised (keys sorted, values as parsed: `truncated:fraction=0.25`), so one "
+               "intervention gives several conditions; shown by `harness list interventions`", default=(),
+               type=tuple),
+        Member("requires_arms", "attr", "True: its `requires` are made for every arm of the run first (stored in "
+               "thoughts.jsonl, one model at a time) before any arm's other conditions, and `thoughts()` may "
+               "read another arm's with `ctx.arm_thoughts(arm_name, condition)`", default=False, type=bool),
+        Member("check_setup", "classmethod", "`check_setup(options, arms, arms_table)`: raise `BadInput` for a "
+               "run it cannot do (too few arms, an unknown teacher arm), before the run directory exists; "
+               "`options` as parsed, `arms` the run's arms, `arms_table` every arm name the run knows"),
+        Member("applies", "method", "`applies(item) -> bool`: False skips the item under this condition (no "
+               "thought, no record; the manifest's `skipped_items` and the report count it), e.g. no teacher "
+               "thought in the data"),
+        Member("close", "method", "`close()`: release what it loaded (a second model), called when its thoughts "
+               "for one arm are done"),
     )),
     Kind("evidence", "evidence condition", "register_evidence",
          "`--intervention NAME` of an eval whose `conditions` is `evidence`", "`Condition()`", (
@@ -217,6 +247,7 @@ class ThoughtRow(TypedDict):
     text: str
     closed: bool | None  # the model wrote the close tag itself (None: not sampled)
     source_item: str | None  # the item whose thought this is (swapped: the donor)
+    info: dict  # only where the intervention set any: how it was made (cross_arm: source_arm, reencoded)
 
 
 class ProbeRecord(TypedDict):
@@ -232,6 +263,7 @@ class ProbeRecord(TypedDict):
     thought_tokens: int
     thought_closed: bool | None
     thought_source: str | None
+    thought_info: dict  # only where the thought has any: its thoughts.jsonl row's ``info``
     suffix: str  # the arm's predicted suffix
     suffix_tokens: int
     finish_reason: str  # "stop", "eos" or "length"
@@ -277,6 +309,7 @@ class MetricRow(TypedDict, total=False):
 
     arm: str
     condition: str
+    dataset: str  # where an eval's cells are also per dataset (search): its name, or "macro"
     metric: str
     estimate: float | None  # mean over items of each item's mean over its samples (pooled metrics: say so)
     ci_low: float | None
@@ -311,7 +344,8 @@ class ComparisonRow(TypedDict, total=False):
 
 
 SCHEMAS = {"thoughts.jsonl": ThoughtRow, "samples.jsonl (probe)": ProbeRecord,
-           "samples.jsonl (reasoning)": ReasoningRecord, "summary.json metrics": MetricRow,
+           "samples.jsonl (reasoning)": ReasoningRecord, "samples.jsonl (search)": SearchRecord,
+           "samples.jsonl (search) turns": SearchTurn, "summary.json metrics": MetricRow,
            "summary.json comparisons": ComparisonRow}
 
 

@@ -120,7 +120,7 @@ def _header(records, manifest) -> list[str]:
               f"{len(manifest.get('item_ids', []))} items"]
     conditions = f"Conditions: {', '.join(cfg['interventions'])}; " if cfg.get("interventions") else ""
     lines.append(f"- {conditions}{cfg['samples']} samples per item; seed {cfg['seed']}")
-    if cfg.get("judge"):
+    if cfg.get("judge") and not manifest.get("judges"):  # several judges: under "Differs between runs"
         lines.append(f"- Judge: {cfg['judge']}")
     limits = [f"{label} <= {cfg[key]} tokens" for key, label in (
         ("thought_max_tokens", "thought"), ("suffix_max_tokens", "suffix"), ("max_new_tokens", "completion"))
@@ -140,6 +140,7 @@ def _header(records, manifest) -> list[str]:
         lines.append(f"- Backend note ({', '.join(dict.fromkeys(arms))}): {note}")
     for key, values in (manifest.get("differences") or {}).items():
         lines.append(f"- Differs between runs: {key} = " + "; ".join(f"{v} ({run})" for run, v in values.items()))
+    lines += [f"- {note}" for note in manifest.get("notes") or []]  # how runs were paired (reports.combine)
     return lines + [""]
 
 

@@ -14,12 +14,13 @@ import click
 
 from harness.arms import load_arms, resolve_arm
 from harness.checks import check_items, checked_config
+from harness.conditions import create, declared_options, parse_condition
 from harness.errors import BadInput
 from harness.fingerprint import items_sha, model_fingerprint
 from harness.modelspec import ModelSpecError, resolve_path
 from harness.pipeline import RunContext
 from harness.plugins import registry
-from harness.protocols import member
+from harness.protocols import KINDS, member
 from harness.provenance import git_sha, versions
 from harness.redact import redact, redact_argv
 from harness.store import SAMPLES, THOUGHTS, RunStore, config_hash
@@ -136,13 +137,14 @@ class RunRequest:
     options: dict = field(default_factory=dict)
     backend_name: str | None = None
     backend_urls: tuple[str, ...] = ()
+    dtype: str | None = None  # every arm's dtype (--dtype), overriding the arms file
     out: str | None = None
     quiet: bool = False
     argv: tuple[str, ...] = ()
 
 
 def _resolve_arms(p: RunRequest, arms_table: dict) -> list:
-    """Each ``--arm`` resolved, put on ``--backend``/``--backend-url`` if given, and checked by its
+    """Each ``--arm`` resolved, put on ``--backend``/``--backend-url``/``--dtype`` if given, and checked by its
     backend (server backends) or for its model path, before anything is written."""
     backends = registry("backends")
     arms = []
@@ -150,6 +152,8 @@ def _resolve_arms(p: RunRequest, arms_table: dict) -> list:
         arm = resolve_arm(name, arms_table)
         if p.backend_name:
             arm = replace(arm, backend=p.backend_name)
+        if p.dtype:
+            arm = replace(arm, dtype=p.dtype)
         backend_cls = backends.get(arm.backend, "--backend" if p.backend_name else "backend")
         if p.backend_urls:
             if not member(backend_cls, "backends", "takes_url"):
@@ -161,6 +165,21 @@ def _resolve_arms(p: RunRequest, arms_table: dict) -> list:
             raise BadInput(f"arm {arm.name!r} given twice", param_hint="--arm")
         arms.append(arm)
     return arms
+
+
+def _conditions(specs: list[str], reg) -> list:
+    """Each ``--intervention`` spec (``NAME`` or ``NAME:KEY=VALUE,...``) parsed and checked against
+    its class's declared options; the same condition twice (after normalising) is refused."""
+    out = []
+    for spec in specs:
+        reg.get(spec.partition(":")[0].strip(), "--intervention")  # an unknown name lists the valid ones
+        cond = parse_condition(spec, reg.classes, reg.singular)
+        if declared_options(reg.classes[cond.plugin]):
+            create(reg.classes[cond.plugin], cond.name)  # its constructor's checks, before any work
+        if cond.name in {c.name for c in out}:
+            raise BadInput(f"condition {cond.name!r} given twice", param_hint="--intervention")
+        out.append(cond)
+    return out
 
 
 def _plugins_used(eval_cls, interventions, judge_name, retriever_name, task_names, arms) -> dict:
@@ -192,12 +211,12 @@ def execute(p: RunRequest) -> None:
             takes = ", ".join("--" + k.replace("_", "-") for k in GEN_KEYS if k in defaults)
             raise BadInput(f"eval {eval_cls.name!r} has no {key} setting (it takes {takes})",
                            param_hint="--" + key.replace("_", "-"))
-    interventions = list(p.interventions or defaults.get("interventions", ()))
     kind = member(eval_cls, "evals", "conditions")
     ireg = registry(kind)
-    for name in interventions:
-        ireg.get(name, "--intervention")
-    _check_options(p.options, eval_cls, [ireg.classes[n] for n in interventions])
+    conditions = _conditions(list(p.interventions or defaults.get("interventions", ())), ireg)
+    interventions = [c.name for c in conditions]
+    plugin_names = list(dict.fromkeys(c.plugin for c in conditions))
+    _check_options(p.options, eval_cls, [ireg.classes[n] for n in plugin_names])
     judge = judge_name = None
     if member(eval_cls, "evals", "uses_judge"):
         judge_name = p.judge_name or "embedding"
@@ -215,11 +234,16 @@ def execute(p: RunRequest) -> None:
         raise BadInput(f"a task is given twice: {', '.join(task_names)}", param_hint="--task")
     limit = p.limit or defaults.get("limit")
     items, task_configs = load_items(task_names, p.task_options, p.data_file, limit)
-    for name in interventions:
+    for name in plugin_names:
         need = member(ireg.classes[name], kind, "min_items")
         if len(items) < need:
             raise BadInput(f"the {name} intervention needs at least {need} items, the run has {len(items)}",
                            param_hint="--limit")
+    if any(m.name == "check_setup" for m in KINDS[kind].members):
+        for c in conditions:  # what a condition cannot do with these arms (a teacher arm, a donor arm)
+            check_condition = member(ireg.classes[c.plugin], kind, "check_setup")
+            if check_condition is not None:
+                check_condition(c.options, arms, arms_table)
 
     check = member(eval_cls, "evals", "check_setup")
     if check is not None:  # what the eval cannot do with these arms, judge or items: refused before any work
@@ -235,6 +259,9 @@ def execute(p: RunRequest) -> None:
         "eval": eval_cls.name,
         "arms": [_arm_config(a, fingerprints[a.name]) for a in arms],
         "interventions": interventions,
+        # options of conditions given with some (every declared key, defaults too); absent otherwise
+        **({"condition_options": {c.name: c.options for c in conditions if c.given}}
+           if any(c.given for c in conditions) else {}),
         "tasks": task_configs,
         "judge": checked_config("judges", judge_name, judge.config()) if judge is not None else None,
         **({"retriever": checked_config("retrievers", retriever_name, retriever.config())}
@@ -245,7 +272,7 @@ def execute(p: RunRequest) -> None:
         **{k: pick(k) for k in GEN_KEYS if k in defaults},
         "options": p.options,
         "items_sha": items_sha(items),
-        "plugins": _plugins_used(eval_cls, interventions, judge_name, retriever_name, task_names, arms),
+        "plugins": _plugins_used(eval_cls, plugin_names, judge_name, retriever_name, task_names, arms),
     })
     out = Path(p.out or Path("runs") / f"{eval_cls.name}-{config_hash(config)[:10]}")
     store = RunStore(out)
@@ -256,7 +283,7 @@ def execute(p: RunRequest) -> None:
     resuming = store.open(manifest, [{"id": i.id, "prefix": i.prefix, "suffix": i.suffix, "cluster": i.cluster,
                                       "meta": i.meta} for i in items])
     try:
-        _execute(p, eval_cls, config, arms, items, (judge, retriever), ireg, store, resuming, started)
+        _execute(p, eval_cls, config, (arms, arms_table), items, (judge, retriever), ireg, store, resuming, started)
     finally:
         store.unlock()
         if retriever is not None and member(retriever, "retrievers", "close"):
@@ -265,6 +292,7 @@ def execute(p: RunRequest) -> None:
 
 def _execute(p, eval_cls, config, arms, items, graders, ireg, store, resuming, started) -> None:
     judge, retriever = graders
+    arms, arms_table = arms
     out = store.root
     before = len(store.read(SAMPLES))
     store.read(THOUGHTS)  # foreign or conflicting records stop the run here, before any work
@@ -291,7 +319,7 @@ def _execute(p, eval_cls, config, arms, items, graders, ireg, store, resuming, s
         return backends[arm.name]
 
     ctx = RunContext(eval_cls.name, dict(config, options=p.options), arms, items, judge, store, ireg.classes,
-                     make_backend, quiet=p.quiet, retriever=retriever)
+                     make_backend, quiet=p.quiet, retriever=retriever, arms_table=arms_table)
     try:
         eval_cls().run(ctx)
     except BaseException:

@@ -84,12 +84,15 @@ class ScoreRequest:
 @dataclass
 class Thought:
     """A thought inserted between the open and close tags, as token ids. ``closed`` says whether
-    a sampled thought ended by the model writing the close tag (None if not sampled)."""
+    a sampled thought ended by the model writing the close tag (None if not sampled). ``info``:
+    JSON-able facts about how an intervention made it (another arm's thought, re-encoded, left
+    unchanged), stored with its thoughts.jsonl row and on each record as ``thought_info``."""
 
     token_ids: list[int]
     text: str
     closed: bool | None = None
     source_item: str | None = None
+    info: dict = field(default_factory=dict)
 
 
 @dataclass

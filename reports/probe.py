@@ -242,11 +242,68 @@ def gate_flags(records, metrics: list[dict], comparisons: list[dict], baseline: 
             "checks": checks}
 
 
+def in_run_order(records, manifest) -> list[dict]:
+    """``records`` with their conditions in the run's order (as given on the command line; the
+    config's ``interventions``), then any others as first seen; a stable sort, so arms and items keep
+    their order. Every table and plot built from the summary then lists conditions in that order."""
+    given = list((manifest.get("config") or {}).get("interventions") or [])
+    rank = {c: k for k, c in enumerate(given)}
+    seen = {c: len(given) + k for k, c in enumerate(dict.fromkeys(r["condition"] for r in records))}
+    return sorted(records, key=lambda r: rank.get(r["condition"], seen[r["condition"]]))
+
+
+def _info_summary(values: list, n: int) -> str:
+    """One ``thought_info`` key over a cell's ``n`` samples: true counts, values with counts, or a mean."""
+    if all(isinstance(v, bool) for v in values):
+        return f"{sum(values)} of {n}"
+    if all(isinstance(v, (int, float)) for v in values):
+        return f"mean {sum(values) / len(values):.2f} over {len(values)} of {n}"
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[str(v)] = counts.get(str(v), 0) + 1
+    return ", ".join(f"{v} ({k} of {n})" for v, k in counts.items())
+
+
+def thought_notes(records, manifest) -> list[dict]:
+    """Per arm x condition whose thoughts carry ``thought_info`` (another arm's thought, re-encoded,
+    unchanged) or whose condition skipped items (the manifest's ``skipped_items``): ``{arm,
+    condition, n_samples, skipped_items, run_items, info: {key: summary}}``."""
+    skipped = manifest.get("skipped_items") or {}
+    cells: dict[tuple, list] = {}
+    for r in records:
+        cells.setdefault((r["arm"], r["condition"]), []).append(r)
+    arms = [a["name"] for a in (manifest.get("config") or {}).get("arms", [])] or list(dict.fromkeys(
+        r["arm"] for r in records))
+    for cond in skipped:
+        for arm in arms:
+            cells.setdefault((arm, cond), [])
+    rows = []
+    given = list((manifest.get("config") or {}).get("interventions") or [])
+    order = {c: k for k, c in enumerate(dict.fromkeys(given + [r["condition"] for r in records] + list(skipped)))}
+    for (arm, cond), recs in sorted(cells.items(), key=lambda kv: (arms.index(kv[0][0]) if kv[0][0] in arms
+                                                                    else len(arms), order[kv[0][1]])):
+        keys = list(dict.fromkeys(k for r in recs for k in (r.get("thought_info") or {})))
+        if not keys and cond not in skipped:
+            continue
+        info = {k: _info_summary([r["thought_info"][k] for r in recs if k in (r.get("thought_info") or {})],
+                                 len(recs)) for k in keys}
+        rows.append({"arm": arm, "condition": cond, "n_samples": len(recs),
+                     "skipped_items": len(skipped.get(cond, [])),
+                     "run_items": len(manifest.get("item_ids") or []) or None, "info": info})
+    return rows
+
+
 def summarize(records, manifest) -> dict:
     """Every table's rows, computed once: report sections render from this summary. ``flags``:
-    :func:`gate_flags`."""
+    :func:`gate_flags`; ``thought_notes``: :func:`thought_notes`. Conditions are in the run's order
+    (:func:`in_run_order`)."""
+    records = in_run_order(records, manifest)
     opts = report_options(manifest)
     metrics = cell_rows(records, opts) + descriptive_rows(records, opts)
     comparisons = arm_comparison_rows(records, opts) + sensitivity_rows(records, opts)
-    return {"metrics": metrics, "comparisons": comparisons,
-            "flags": gate_flags(records, metrics, comparisons, opts.get("baseline"))}
+    out = {"metrics": metrics, "comparisons": comparisons,
+           "flags": gate_flags(records, metrics, comparisons, opts.get("baseline"))}
+    notes = thought_notes(records, manifest)
+    if notes:  # only where a condition says how its thoughts were made, so other summaries stay as they were
+        out["thought_notes"] = notes
+    return out

@@ -77,7 +77,9 @@ def figures(summary: dict) -> list[tuple[str, str]]:
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=arm)
             else:
                 ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=arm)
-        ax.set_xticks(range(len(conds)), conds)
+        crowded = len(conds) > 4 or max(map(len, conds)) > 12  # many or long condition names: slanted labels
+        ax.set_xticks(range(len(conds)), conds, rotation=30 if crowded else 0, ha="right" if crowded else "center",
+                      fontsize=8 if crowded else None)
         ax.set_ylabel(label)
         if not negative:
             ax.axhline(0, color="black", linewidth=0.6)

@@ -14,7 +14,7 @@ import pytest
 from harness import plugins
 from harness.checks import check_completions, check_items, check_thoughts, check_verdicts
 from harness.errors import BadInput
-from harness.protocols import KINDS, missing_members
+from harness.protocols import KINDS, member, missing_members
 from harness.types import Arm, GenRequest, Item, JudgePair, ScoreRequest
 
 pytest.importorskip("torch")
@@ -24,7 +24,7 @@ EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*/*.py"))
 # Options the built-ins need (those declared required) or that keep them offline here.
 JUDGE_OPTIONS = {"keyword": {"words": "the"}, "llm": {"arm": "tiny-qwen3"}}
 TASK_OPTIONS = {"chunks": {}, "interleaved": {}, "gsm8k": {"data": "sample"}, "math500": {"data": "sample"},
-                "gpqa_diamond": {"data": "sample"}, "olympiadbench": {"data": "sample"}}
+                "gpqa_diamond": {"data": "sample"}, "olympiadbench": {"data": "sample"}, "search_fixture": {}}
 NEEDS_SERVER = {"openai", "sglang"}
 
 
@@ -63,7 +63,7 @@ def _all(kind):
 def test_every_plugin_registered_and_nothing_broken():
     regs = plugins.registries()
     assert not plugins.broken_plugins(), plugins.broken_plugins()
-    assert {"shuffled", "question"} <= set(regs["interventions"].names())
+    assert {"shuffled", "reversed", "question"} <= set(regs["interventions"].names())
     for kind in KINDS:
         for name, cls in regs[kind].classes.items():
             assert missing_members(cls, kind) == [], (kind, name)
@@ -76,30 +76,43 @@ def backend():
     return HFBackend(Arm(name="tiny-qwen3", model="random:tiny-qwen3", options={"seed": 0}))
 
 
-ITEMS = [Item(f"i{n}", f"the river carries sand number {n} to the sea", " where waves sort it", cluster=f"s{n % 2}")
-         for n in range(3)]
+ITEMS = [Item(f"i{n}", f"the river carries sand number {n} to the sea", " where waves sort it", cluster=f"s{n % 2}",
+              meta={"reference_thought": "the waves come next"} if n == 0 else {}) for n in range(3)]
+# Conditions the built-ins need options for (those declared required), as --intervention writes them.
+INTERVENTION_SPECS = {"paraphrase": "paraphrase:arm=tiny-qwen3,max_tokens=4"}
 
 
 @pytest.mark.parametrize("name", _all("interventions"))
 def test_intervention_returns_valid_thoughts_per_sample(name, backend):
-    from harness.pipeline import ArmContext, RunContext
+    from harness.arms import load_arms
+    from harness.conditions import create
+    from harness.pipeline import ArmContext, RunContext, applicable, condition_order
 
     reg = plugins.registry("interventions")
+    spec = INTERVENTION_SPECS.get(name, name)
     config = {"seed": 0, "samples": 2, "thought_max_tokens": 4, "temperature": 1.0, "top_p": 0.95,
-              "options": {}, "interventions": [name]}
-    run = RunContext("t", config, [backend.arm], ITEMS, None, None, reg.classes, lambda arm: backend, quiet=True)
+              "options": {}, "interventions": [spec]}
+    other = Arm(name="other", model=backend.arm.model)  # a second arm, for those that read another arm's thoughts
+    run = RunContext("t", config, [backend.arm, other], ITEMS, None, None, reg.classes, lambda arm: backend,
+                     quiet=True, arms_table=load_arms())
     ctx = ArmContext(backend.arm, backend, config, ITEMS, run)
     done = {}
-    from harness.pipeline import condition_order
+    ctx.arm_thoughts = lambda arm_name, cond: done[cond]  # "another arm's": this arm's, already made
 
-    for cond in condition_order([name], reg.classes):
-        plugin = reg.classes[cond]()
-        needed = {r: done[r] for r in getattr(plugin, "requires", ())}
-        done[cond] = plugin.thoughts(ctx, ITEMS, 2, needed)
-        check_thoughts(cond, done[cond], ITEMS, 2)
-    again = reg.classes[name]().thoughts(ctx, ITEMS, 2, {r: done[r] for r in getattr(reg.classes[name], "requires", ())})
-    assert [[t.token_ids for t in again[i.id]] for i in ITEMS] == [[t.token_ids for t in done[name][i.id]]
-                                                                   for i in ITEMS], "not repeatable from its seeds"
+    def make(cond):
+        plugin = create(reg.classes[cond.partition(":")[0]], cond)
+        items = applicable(plugin, ITEMS)
+        out = plugin.thoughts(ctx, items, 2, {r: done[r] for r in getattr(plugin, "requires", ())})
+        check_thoughts(cond, out, items, 2)
+        if getattr(plugin, "close", None):
+            plugin.close()
+        return items, out
+
+    for cond in condition_order([spec], reg.classes):
+        done[cond] = make(cond)[1]
+    items, again = make(spec)
+    assert [[t.token_ids for t in again[i.id]] for i in items] == [[t.token_ids for t in done[spec][i.id]]
+                                                                   for i in items], "not repeatable from its seeds"
     ctx.close_bars()
 
 
@@ -158,8 +171,10 @@ def test_eval_defaults(name):
     cls = plugins.registry("evals").get(name)
     allowed = {"samples", "limit", "interventions", "tasks", *GEN_KEYS}
     assert "samples" in cls.defaults and set(cls.defaults) <= allowed, set(cls.defaults) - allowed
+    kind = member(cls, "evals", "conditions")
+    assert kind in ("interventions", "evidence"), kind
     for key in cls.defaults.get("interventions", ()):
-        plugins.registry("interventions").get(key)
+        plugins.registry(kind).get(key)
 
 
 @pytest.mark.parametrize("name", _all("report_sections"))

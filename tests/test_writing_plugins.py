@@ -15,21 +15,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "docs" / "examples" / "harness-shuffled-thought"
+EXAMPLE = ROOT / "docs" / "examples" / "harness-reversed-thought"
 DOC = ROOT / "docs" / "writing-plugins.md"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The example package installed (not editable) into a fresh target folder."""
-    base = tmp_path_factory.mktemp("shuffled")
+    base = tmp_path_factory.mktemp("reversed")
     src = base / "src"
     shutil.copytree(EXAMPLE, src)  # building writes build/ and *.egg-info next to the sources
     target = base / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--disable-pip-version-check", "--target", str(target), str(src)],
                    check=True, capture_output=True, text=True, timeout=120)
-    assert (target / "harness_shuffled_thought.py").is_file()
+    assert (target / "harness_reversed_thought.py").is_file()
     return target
 
 
@@ -50,54 +50,53 @@ def _listed(output):
 def test_doc_shows_the_shipped_example():
     """The guide's code blocks are the files the test installs, so the two cannot drift apart."""
     doc = DOC.read_text()
-    for name in ("pyproject.toml", "harness_shuffled_thought.py"):
+    for name in ("pyproject.toml", "harness_reversed_thought.py"):
         assert (EXAMPLE / name).read_text().strip() in doc, f"{name} differs from the copy in {DOC.name}"
 
 
-def test_entry_point_registers_shuffled(site, tmp_path):
+def test_entry_point_registers_reversed(site, tmp_path):
     result = _harness(["list", "interventions"], site, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert {"normal", "shuffled"} <= _listed(result.stdout)
+    assert {"normal", "shuffled", "reversed"} <= _listed(result.stdout)  # shuffled is a built-in
 
     result = _harness(["plugins"], site, tmp_path)
     assert result.returncode == 0, result.stderr
-    row = next(r for r in json.loads(result.stdout) if r["name"] == "shuffled")
-    assert row["builtin"] is False and row["provides"] == {"interventions": ["shuffled"]}
+    row = next(r for r in json.loads(result.stdout) if r["name"] == "reversed")
+    assert row["builtin"] is False and row["provides"] == {"interventions": ["reversed"]}
 
-    for allowed in ("harness-shuffled-thought", "shuffled"):
+    for allowed in ("harness-reversed-thought", "reversed"):
         result = _harness(["list", "interventions"], site, tmp_path, HARNESS_LOAD_PLUGINS=allowed)
-        assert "shuffled" in _listed(result.stdout)
+        assert "reversed" in _listed(result.stdout)
 
 
-def test_load_plugins_empty_hides_shuffled(site, tmp_path):
+def test_load_plugins_empty_hides_reversed(site, tmp_path):
     result = _harness(["list", "interventions"], site, tmp_path, HARNESS_LOAD_PLUGINS="")
     assert result.returncode == 0, result.stderr
     names = _listed(result.stdout)
-    assert "normal" in names and "shuffled" not in names
+    assert "normal" in names and "reversed" not in names
 
 
-def test_run_with_shuffled_intervention(site, tmp_path):
+def test_run_with_reversed_intervention(site, tmp_path):
     out = tmp_path / "run"
     result = _harness(["run", "--plugin", "thought_probe", "--arm", "tiny-qwen3", "--judge", "lexical",
-                       "--intervention", "normal", "--intervention", "shuffled", "--limit", "3", "--samples", "2",
+                       "--intervention", "normal", "--intervention", "reversed", "--limit", "3", "--samples", "2",
                        "--thought-max-tokens", "8", "--suffix-max-tokens", "8", "--quiet", "--out", str(out)],
                       site, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    shuffled_samples = [r for r in samples if r["condition"] == "shuffled"]
-    assert len(shuffled_samples) == 3 * 2
-    assert all(r["thought_source"] == r["item_id"] for r in shuffled_samples)
+    reversed_samples = [r for r in samples if r["condition"] == "reversed"]
+    assert len(reversed_samples) == 3 * 2
+    assert all(r["thought_source"] == r["item_id"] for r in reversed_samples)
 
     thoughts = [json.loads(line) for line in (out / "thoughts.jsonl").read_text().splitlines()]
     normal = {(r["item_id"], r["sample"]): r["token_ids"] for r in thoughts if r["condition"] == "normal"}
-    shuffled = {(r["item_id"], r["sample"]): r["token_ids"] for r in thoughts if r["condition"] == "shuffled"}
-    assert len(shuffled) == 3 * 2 and shuffled.keys() == normal.keys()
-    for key, ids in shuffled.items():
-        assert sorted(ids) == sorted(normal[key]), key  # the same tokens ...
-    assert any(shuffled[k] != normal[k] for k in shuffled)  # ... in another order
-    by_key = {(r["item_id"], r["sample"]): r for r in shuffled_samples}
-    assert all(by_key[k]["thought_tokens"] == len(ids) for k, ids in shuffled.items())
+    backwards = {(r["item_id"], r["sample"]): r["token_ids"] for r in thoughts if r["condition"] == "reversed"}
+    assert len(backwards) == 3 * 2 and backwards.keys() == normal.keys()
+    for key, ids in backwards.items():
+        assert ids == normal[key][::-1], key  # the same tokens, back to front
+    by_key = {(r["item_id"], r["sample"]): r for r in reversed_samples}
+    assert all(by_key[k]["thought_tokens"] == len(ids) for k, ids in backwards.items())
 
 
 QUESTION = ROOT / "docs" / "examples" / "harness-question-thought"

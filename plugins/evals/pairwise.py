@@ -119,6 +119,20 @@ class Pairwise:
         conts = generate_continuations(ctx, opts["thought"])
         judge_pairs(ctx, conts, opts["original"])
 
+    def rejudge(self, records, items, judge) -> list[dict]:
+        """Pair records compared again by ``judge`` in both orders (as :func:`judge_pairs` does, from
+        the stored ``suffix_a`` / ``suffix_b``); continuation records come back unchanged."""
+        pairs = [r for r in records if r.get("kind") == "pair"]
+        comparisons = []
+        for r in pairs:
+            item = items[r["item_id"]]
+            comparisons += [Comparison(item.prefix, r["suffix_a"], r["suffix_b"], item.suffix),
+                            Comparison(item.prefix, r["suffix_b"], r["suffix_a"], item.suffix)]
+        verdicts = compare_with_retries(judge, judge.name, comparisons) if comparisons else []
+        new = {id(r): pair_row(r["arm_a"], r["arm_b"], items[r["item_id"]], r["sample"], r["suffix_a"],
+                               r["suffix_b"], verdicts[2 * n], verdicts[2 * n + 1]) for n, r in enumerate(pairs)}
+        return [new.get(id(r), r) for r in records]
+
     def summarize(self, records, manifest) -> dict:
         from reports.pairwise import summarize
 

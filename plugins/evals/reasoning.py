@@ -3,8 +3,8 @@
 Defaults follow the reference study: GSM8K, MATH-500, GPQA-Diamond and OlympiadBench, 8 samples
 per problem, temperature 0.6, top_p 0.95, up to 512 new tokens. One record per sample holds the
 completion, the extracted answer, the grade and why, so ``harness rescore RUN_DIR`` can regrade
-without generating again. Math answers are graded by math-verify in a process pool with a per-item
-deadline; multiple choice by the letter.
+without generating again (:meth:`Reasoning.regrade`). Math answers are graded by math-verify in a
+process pool with a per-item deadline; multiple choice by the letter.
 
 Prompt styles (``--option prompt=...``, or per arm ``options = { reasoning_prompt = ... }``):
 ``plain`` (default; ``Problem: ...`` and an instruction, for base models), ``chat`` (the arm's chat
@@ -15,12 +15,12 @@ and an answer counts only after the close tag).
 from __future__ import annotations
 
 import math
-import time
 
 import click
 
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
+from harness.options import Option
 from harness.types import GenRequest
 
 INSTRUCTION = {
@@ -35,11 +35,6 @@ PLAIN_STOPS = ("\nProblem:", "\n\nProblem ")
 @hookimpl
 def register_evals(register):
     register(Reasoning)
-
-
-@hookimpl
-def register_commands(cli):
-    cli.add_command(rescore)
 
 
 def prompt_style(arm, options: dict) -> str:
@@ -149,6 +144,10 @@ class Reasoning:
     chunk_items = 16
     run_options = {"prompt": "prompt style: plain, chat or think", "grade_workers": "grading processes",
                    "grade_timeout": "seconds to grade one answer"}
+    graded_field = "correct"
+    regrade_options = (Option("workers", int, None, "grading processes (default: up to 4)", low=1),
+                       Option("timeout", float, 5.0, "seconds one answer may take to grade before it counts as "
+                              "wrong (reason: timeout)", low=0.1))
 
     @classmethod
     def check_options(cls, options: dict) -> None:
@@ -210,46 +209,16 @@ class Reasoning:
                 })
         return rows
 
+    def regrade(self, records, manifest, workers=None, timeout=5.0) -> list[dict]:
+        """Re-extract and regrade every record's completion (``harness rescore RUN_DIR --workers N
+        --timeout SECONDS``), in place."""
+        from tasks.grading import GradingPool
+
+        with GradingPool(workers=workers, timeout_s=timeout) as pool:
+            grade_rows(records, pool, {a["name"]: a for a in manifest["config"]["arms"]}, manifest["config"]["tasks"])
+        return records
+
     def summarize(self, records, manifest) -> dict:
         from reports.reasoning import summarize
 
         return summarize(records, manifest)
-
-
-@click.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--workers", type=click.IntRange(min=1), help="Grading processes (default: up to 4).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="Seconds one answer may take to grade before it counts as wrong (reason: timeout).")
-def rescore(run_dir, workers, timeout):
-    """Re-extract and regrade a reasoning run's completions (no generation), then rewrite its report.
-
-    The old samples file is kept as samples.jsonl.bak-<time>; the manifest records each rescore."""
-    from harness.report import load_run, render_report
-    from harness.store import RunStore
-    from tasks.grading import GradingPool
-
-    store = RunStore(run_dir)
-    manifest = store.manifest()
-    if manifest.get("record_type") != "reasoning":
-        raise click.ClickException(f"{run_dir} holds {manifest.get('record_type')} records; rescore regrades "
-                                   "reasoning runs")
-    store.lock()  # a run still writing this directory, or another rescore, is refused
-    try:
-        records = store.read()
-        before = sum(bool(r.get("correct")) for r in records)
-        started = time.time()
-        with GradingPool(workers=workers, timeout_s=timeout) as pool:
-            grade_rows(records, pool, {a["name"]: a for a in manifest["config"]["arms"]}, manifest["config"]["tasks"])
-        after = sum(bool(r["correct"]) for r in records)
-        backup = store.rewrite(records)
-        history = manifest.get("rescored", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                   "records": len(records), "correct_before": before,
-                                                   "correct_after": after, "backup": backup, "timeout_s": timeout}]
-        store.update_manifest(rescored=history)
-    finally:
-        store.unlock()
-    records, manifest = load_run(store)
-    render_report(store, records, manifest)
-    click.echo(f"rescored {len(records)} records in {time.time() - started:.1f}s: {before} -> {after} correct; "
-               f"previous records kept in {backup}; report: {store.root / 'report.md'}")

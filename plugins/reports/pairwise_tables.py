@@ -36,6 +36,8 @@ def _rate(d: dict) -> str:
 
 
 def _judge_name(manifest) -> str:
+    if manifest.get("judges"):  # runs judged by several judges (reports.combine): each arm is labelled with its own
+        return "per arm label"
     return (manifest["config"].get("judge") or {}).get("name", "?")
 
 

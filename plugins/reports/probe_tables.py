@@ -20,6 +20,7 @@ def register_report_sections(register):
     register(ProbeGroupsSection)
     register(ProbeFlagsSection)
     register(ProbeSensitivitySection)
+    register(ProbeThoughtsSection)
     register(ProbeArmsSection)
 
 
@@ -242,3 +243,34 @@ class ProbeArmsSection(_ProbeSection):
                 "across this table's rows of a metric, MDE, and the share of items where A (left) or B (right) "
                 "scored higher, or tied (Wilson intervals). For the reward metric this is the reference reward-gate "
                 f"comparison. {_ci_note(manifest)}\n\n" + table)
+
+
+def _notes_table(rows) -> str:
+    def skipped(r):
+        return f"{r['skipped_items']} of {r['run_items']}" if r["run_items"] else str(r["skipped_items"])
+
+    return md_table(["Arm", "Condition", "Samples", "Skipped items", "How the thoughts were made"],
+                    [[r["arm"], r["condition"], r["n_samples"], skipped(r),
+                      "; ".join(f"{k} {v}" for k, v in r["info"].items()) or "-"] for r in rows], right={2, 3})
+
+
+class ProbeThoughtsSection(_ProbeSection):
+    name = "probe-thoughts"
+    description = "where conditions' thoughts came from: another arm's (re-encoded or not), unchanged, skipped items"
+
+    def render(self, records, manifest, summary) -> str:
+        rows = summary.get("thought_notes") or []
+        if not rows:
+            return ""
+        return ("## Thought provenance\n\nConditions whose thoughts say how they were made (each record's "
+                "`thought_info`), and conditions that skip items. `source_arm`: the arm whose `normal` thought "
+                "was used (`cross_arm`); `reencoded`: samples whose donor text was encoded with the recipient's "
+                "tokenizer because the two arms' tokenizers differ (otherwise the donor's token ids are used as "
+                "they are). `unchanged`: thoughts with nothing to replace, used as sampled (`corrupted`). "
+                "`paraphrased_by`: the teacher arm. Skipped items: items the condition does not apply to (e.g. "
+                "no teacher thought in the data), left out of its cells and of its paired comparisons.\n\n"
+                + _notes_table(rows))
+
+    def console(self, records, manifest, summary) -> str:
+        rows = summary.get("thought_notes") or []
+        return _notes_table(rows) if rows else ""

@@ -2,8 +2,10 @@
 
 Requests are token ids. Prompts are batched with left padding; each prompt is prefilled once
 and its KV cache expanded to its ``n`` samples; every sample draws from its own seeded
-generator, so a record can be regenerated alone. Finished rows leave the batch. The tensor
-kernels (sampling, teacher-forced log-probs) are in :mod:`plugins.backends.hf.kernels`.
+generator, so a record can be regenerated alone. Finished rows leave the batch and, with
+continuous batching (on by default), pending requests take their place (the running batch is
+:mod:`plugins.backends.hf.batching`). The tensor kernels (sampling, teacher-forced log-probs)
+are in :mod:`plugins.backends.hf.kernels`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from __future__ import annotations
 from harness.backend_base import TokenizerBackend
 from harness.hookspecs import hookimpl
 from harness.types import Completion
-from plugins.backends.hf.kernels import cache_arg, continuation_logprobs, out_cache, sample_rows
+from plugins.backends.hf.batching import DecodeBatch
+from plugins.backends.hf.kernels import cache_arg, continuation_logprobs, sample_rows
+
+
+def _flag(value) -> bool:
+    """An arm option's truth value (TOML gives a bool; a string "false", "0", "no" or "off" is false)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
 
 
 @hookimpl
@@ -30,6 +40,9 @@ class HFBackend(TokenizerBackend):
         self.score_tokens = int(arm.options.get("score_batch_tokens", 16384))
         # rows x positions of vocabulary logits one prefill may hold when it also scores
         self.logit_rows = int(arm.options.get("prefill_logit_rows", 4096))
+        # refill finished rows from pending requests (continuous batching); off: batch by batch
+        self.continuous = _flag(arm.options.get("continuous_batching", True))
+        self.refills = 0  # prefills merged into a running batch, for tests and benchmarks
         self._warned_context = False
 
     @classmethod
@@ -62,9 +75,16 @@ class HFBackend(TokenizerBackend):
         return getattr(self.model.generation_config, "eos_token_id", None)
 
     def info(self) -> dict:
+        from harness.modelspec import cpu_bf16_flags, resolve_dtype
+
         self._load()
-        return {"device": str(self.device), "dtype": str(self._model.dtype).replace("torch.", ""),
-                "model_class": type(self._model).__name__, "vocab_size": len(self.tokenizer)}
+        rule = resolve_dtype(self.arm.dtype, str(self.device), self.arm.model)[1]
+        info = {"device": str(self.device), "dtype": str(self._model.dtype).replace("torch.", ""),
+                "dtype_requested": self.arm.dtype, "dtype_rule": rule, "model_class": type(self._model).__name__,
+                "vocab_size": len(self.tokenizer), "continuous_batching": self.continuous}
+        if str(self.device) == "cpu":
+            info["cpu_bf16_flags"] = cpu_bf16_flags()  # what dtype "auto" consults on a CPU
+        return info
 
     def _check_context(self, prompt: int, new: int, what: str) -> None:
         """Warn once per backend (one arm in one run) when ``prompt + new`` tokens pass the
@@ -93,126 +113,99 @@ class HFBackend(TokenizerBackend):
             groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, tuple(r.stop_strings)), []).append(i)
         for idxs in groups.values():
             idxs.sort(key=lambda i: len(requests[i].prompt_ids))
-            batch: list[int] = []
-            rows = longest = 0  # sample rows, and the longest score_ids, in the batch
-            for i in idxs + [None]:
-                grow = max(longest, len(requests[i].score_ids or ())) if i is not None else 0
-                # the prefill holds (prompts x (longest score_ids + 1)) rows of vocabulary logits
-                if i is not None and (not batch or (rows + requests[i].n <= self.batch_rows
-                                                    and (len(batch) + 1) * (grow + 1) <= self.logit_rows)):
-                    batch.append(i)
-                    rows += requests[i].n
-                    longest = grow
-                    continue
-                outs = self._generate_batch([requests[j] for j in batch])
-                for j, o in zip(batch, outs):
-                    results[j] = o
-                if progress is not None:
-                    progress(sum(requests[j].n for j in batch))
-                if i is not None:
-                    batch, rows, longest = [i], requests[i].n, len(requests[i].score_ids or ())
+            for i, out in zip(idxs, self._generate_group([requests[i] for i in idxs], progress)):
+                results[i] = out
         return results
 
-    def _generate_batch(self, reqs):
-        import torch
+    def _admit(self, queue, reqs, batch) -> list[int]:
+        """The requests at the head of ``queue`` that ``batch`` takes now: as many as fit in
+        ``batch_rows`` sample rows and the prefill's logit budget, at least one when the batch is
+        empty. A running batch takes none unless continuous batching is on."""
+        if len(batch) and not (self.continuous and batch.can_merge):
+            return []
+        take: list[int] = []
+        rows, longest = len(batch), 0  # sample rows, and the longest score_ids of the prefill
+        while queue:
+            r = reqs[queue[0]]
+            grow = max(longest, len(r.score_ids or ()))
+            # the prefill holds (prompts x (longest score_ids + 1)) rows of vocabulary logits
+            fits = rows + r.n <= self.batch_rows and (len(take) + 1) * (grow + 1) <= self.logit_rows
+            if (take or rows) and not fits:
+                break
+            take.append(queue.popleft())
+            rows, longest = rows + r.n, grow
+        return take
 
-        model, tok, dev = self._model, self.tokenizer, self.device
+    def _generate_group(self, reqs, progress):
+        """Completions of ``reqs``, which share their sampling settings, sorted by prompt length.
+
+        Requests are prefilled in batches of up to ``batch_rows`` sample rows. With continuous
+        batching (the arm option ``continuous_batching``, on by default) rows that finish are
+        refilled from the pending requests, whose prefill merges into the running batch; without
+        it a batch runs until its last row finishes. Every row samples from its own generator, so
+        a sample's tokens do not depend on which rows it shared the batch with, up to the float
+        rounding that batch shapes change (in float32 the tokens are the same; in bfloat16 a
+        rounding difference can flip a draw)."""
+        from collections import deque
+
         first = reqs[0]
-        pad = tok.pad_token_id
-        width = max(len(r.prompt_ids) for r in reqs)
-        extra = max(len(r.score_ids or ()) for r in reqs)
-        # Prompts left-padded to ``width``; ids to score follow each prompt (right-padded), so one
-        # prefill both scores them and fills the KV cache, which is then cropped back to the prompts.
-        ids = torch.full((len(reqs), width + extra), pad, dtype=torch.long)
-        attn = torch.zeros((len(reqs), width + extra), dtype=torch.long)
-        for b, r in enumerate(reqs):
-            if not r.prompt_ids:
-                raise ValueError("empty prompt")
-            ids[b, width - len(r.prompt_ids):width] = torch.tensor(r.prompt_ids)
-            attn[b, width - len(r.prompt_ids):width] = 1
-            if r.score_ids:
-                ids[b, width:width + len(r.score_ids)] = torch.tensor(r.score_ids)
-                attn[b, width:width + len(r.score_ids)] = 1
-        ids, attn = ids.to(dev), attn.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        row_req = [b for b, r in enumerate(reqs) for _ in range(r.n)]
-        row_seed = [s for r in reqs for s in r.seeds]
-        with torch.no_grad():
-            cache_kw = self._cache_kw
-            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True,
-                        logits_to_keep=extra + 1)
-            cache = out_cache(out)
-            # out.logits[:, j] comes from position width - 1 + j: j = 0 predicts the first new
-            # token, j >= 1 scores score_ids[j - 1].
-            scored = [None] * len(reqs)
-            for b, r in enumerate(reqs):
-                if r.score_ids is not None:
-                    target = torch.tensor(r.score_ids, device=dev, dtype=torch.long)
-                    lp = out.logits[b, :len(r.score_ids)].float().log_softmax(-1)
-                    scored[b] = lp.gather(-1, target[:, None])[:, 0].tolist()
-            if extra:
-                cache.crop(-extra)
-            attn, pos = attn[:, :width], pos[:, :width]
-            first_logits = out.logits[:, 0, :]
-            del out
-            expand = torch.tensor(row_req, device=dev)
-            cache.batch_select_indices(expand)  # prefill once, expand to n samples per prompt
-            logits = first_logits[expand]
-            attn = attn[expand]
-            next_pos = pos[:, -1][expand] + 1
-            gens = []
-            for s in row_seed:
-                g = torch.Generator(device=dev)
-                g.manual_seed(int(s) % (2**63))
-                gens.append(g)
-            eos = self.eos_ids
-            stops = first.stop_strings
-            look = max((len(s) for s in stops), default=0) + 8
-            n_rows = len(row_req)
-            tokens: list[list[int]] = [[] for _ in range(n_rows)]
-            finish = ["length"] * n_rows
-            active = list(range(n_rows))  # original row index of each live batch row
-            for step in range(first.max_new_tokens):
-                nxt = sample_rows(logits, first.temperature, first.top_p, [gens[a] for a in active]).tolist()
-                keep = []
-                for b, (row, t) in enumerate(zip(active, nxt)):
-                    if t in eos:
-                        finish[row] = "eos"
-                        continue
-                    tokens[row].append(t)
-                    if stops:
-                        tail = self.decode(tokens[row][-look:])
-                        if any(s in tail for s in stops):
-                            finish[row] = "stop"
-                            continue
+        eos, stops, limit = self.eos_ids, first.stop_strings, first.max_new_tokens
+        look = max((len(s) for s in stops), default=0) + 8
+        batch = DecodeBatch(self._model, self.tokenizer.pad_token_id, self.device, self._cache_kw)
+        queue = deque(range(len(reqs)))
+        tokens = [[[] for _ in range(r.n)] for r in reqs]
+        finish = [["length"] * r.n for r in reqs]
+        left = [r.n for r in reqs]  # unfinished samples per request
+        scored: list = [None] * len(reqs)
+        results: list = [None] * len(reqs)
+        while True:
+            take = self._admit(queue, reqs, batch)
+            if take:
+                self.refills += bool(len(batch))
+                labels = [(i, s) for i in take for s in range(reqs[i].n)]
+                for i, lp in zip(take, batch.add([reqs[i] for i in take], labels)):
+                    scored[i] = lp
+            if not len(batch):
+                break
+            nxt = (sample_rows(batch.logits, first.temperature, first.top_p, batch.gens).tolist() if limit > 0
+                   else [None] * len(batch))
+            keep = []
+            for b, ((i, s), t) in enumerate(zip(batch.rows, nxt)):
+                reason = self._advance(tokens[i][s], t, eos, stops, look, limit)
+                if reason is None:
                     keep.append(b)
-                if not keep or step == first.max_new_tokens - 1:
-                    break
-                if len(keep) < len(active):
-                    sel = torch.tensor(keep, device=dev)
-                    cache.batch_select_indices(sel)
-                    attn, next_pos = attn[sel], next_pos[sel]
-                    active = [active[b] for b in keep]
-                    nxt = [nxt[b] for b in keep]
-                attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
-                out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=attn,
-                            position_ids=next_pos[:, None], use_cache=True, **{cache_kw: cache})
-                cache = out_cache(out)
-                logits = out.logits[:, -1, :]
-                next_pos = next_pos + 1
-        results = []
-        row = 0
-        for r in reqs:
-            comps = []
-            for _ in range(r.n):
-                ids_ = tokens[row]
-                if finish[row] == "stop":
-                    ids_ = self.cut_at_stop(ids_, stops)
-                comps.append(Completion(token_ids=ids_, text=self.decode(ids_),
-                                        finish_reason=finish[row], score_logprobs=scored[len(results)]))
-                row += 1
-            results.append(comps)
+                    continue
+                finish[i][s] = reason
+                left[i] -= 1
+                if not left[i]:
+                    results[i] = self._completions(tokens[i], finish[i], scored[i], stops)
+                    if progress is not None:
+                        progress(reqs[i].n)
+            batch.keep(keep)
+            if len(batch):
+                batch.step([nxt[b] for b in keep])
         return results
+
+    def _advance(self, toks: list[int], t, eos, stops, look: int, limit: int):
+        """Append sampled token ``t`` to a row's ``toks``; why the row ends, or None while it runs."""
+        if t is None:  # max_new_tokens 0: the prefill only scores
+            return "length"
+        if t in eos:
+            return "eos"
+        toks.append(t)
+        if stops:
+            tail = self.decode(toks[-look:])
+            if any(s in tail for s in stops):
+                return "stop"
+        return "length" if len(toks) >= limit else None
+
+    def _completions(self, tokens, finish, scored, stops) -> list:
+        comps = []
+        for ids, why in zip(tokens, finish):
+            if why == "stop":
+                ids = self.cut_at_stop(ids, stops)
+            comps.append(Completion(token_ids=ids, text=self.decode(ids), finish_reason=why, score_logprobs=scored))
+        return comps
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, requests):

@@ -14,34 +14,48 @@ def sample_rows(logits, temperature: float, top_p: float, generators, top_k_firs
     Nucleus sampling is exact: the candidates are the ``top_k_first`` most likely tokens when they
     already hold ``top_p`` of the mass (almost always), else the row's whole sorted vocabulary.
     Each row draws one uniform number from its generator and inverts its (truncated) CDF, so a
-    row's token depends only on its own logits and seed, never on the rest of the batch.
+    row's token depends only on its own logits and seed, never on the rest of the batch (rows
+    whose nucleus is wider than ``top_k_first`` are sorted and sampled on their own).
     """
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)
+    scaled = logits.float()
+    if temperature != 1.0:  # x / 1 == x exactly: skip a pass over the vocabulary
+        scaled = scaled / temperature
+    probs = scaled.softmax(-1)
+    u = torch.cat([torch.rand(1, generator=g, device=g.device, dtype=torch.float64) for g in generators])
+    if top_p >= 1.0:
+        return _invert(probs, u)
     vocab = probs.shape[-1]
-    idx = None
-    vals = probs
-    if top_p < 1.0:
-        k = min(top_k_first, vocab)
-        vals, idx = probs.topk(k, dim=-1)
-        short = (vals.sum(-1) < top_p).nonzero().flatten().tolist()
-        if short and k < vocab:  # the nucleus is wider than top_k_first: sort those rows in full
+    k = min(top_k_first, vocab)
+    vals, idx = probs.topk(k, dim=-1)
+    pick = _nucleus(vals, idx, top_p, u)
+    if k < vocab:
+        short = (vals.sum(-1) < top_p).nonzero().flatten()
+        if len(short):  # the nucleus is wider than top_k_first: sort those rows in full
             full_vals, full_idx = probs[short].sort(-1, descending=True)
-            vals = torch.cat([vals, vals.new_zeros(len(vals), vocab - k)], 1)
-            idx = torch.cat([idx, idx.new_zeros(len(idx), vocab - k)], 1)
-            vals[short], idx[short] = full_vals, full_idx
-        # keep a token while the mass before it is below top_p (the most likely token always stays)
-        vals = vals.masked_fill(vals.cumsum(-1) - vals >= top_p, 0.0)
+            pick[short] = _nucleus(full_vals, full_idx, top_p, u[short])
+    return pick
+
+
+def _nucleus(vals, idx, top_p: float, u):
+    """Sample from rows of probabilities ``vals`` sorted in descending order (token ids ``idx``)
+    truncated to their ``top_p`` nucleus: a token stays while the mass before it is below top_p
+    (the most likely token always stays)."""
+    return idx.gather(-1, _invert(vals.masked_fill(vals.cumsum(-1) - vals >= top_p, 0.0), u)[:, None])[:, 0]
+
+
+def _invert(vals, u):
+    """Per row, the position where the CDF of the (unnormalised) ``vals`` first passes ``u``."""
+    import torch
+
     cum = vals.double().cumsum(-1)
     total = cum[:, -1:]
-    u = torch.cat([torch.rand(1, generator=g, device=g.device, dtype=torch.float64) for g in generators])
     pick = torch.searchsorted(cum, u[:, None] * total, right=True)
     last_positive = (cum < total).sum(-1, keepdim=True)  # guards the u * total == total rounding edge
-    pick = torch.minimum(pick, last_positive)
-    return pick[:, 0] if idx is None else idx.gather(-1, pick)[:, 0]
+    return torch.minimum(pick, last_positive)[:, 0]
 
 
 def cache_arg(model) -> str:

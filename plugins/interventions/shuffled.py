@@ -1,8 +1,9 @@
 """Intervention ``shuffled``: the arm's own ``normal`` thought with its tokens in a random order.
 
-The thought keeps exactly the tokens the arm sampled but loses their order. Compared with
-``normal`` and ``blank`` it separates two explanations of a helpful thought: its content words
-alone, or the thought as a sequence.
+The thought keeps exactly the token ids the arm sampled but loses their order (a seeded shuffle
+per item and sample: seed of run seed, arm, item, ``shuffled``, sample). Compared with ``normal``
+and ``blank`` it separates two explanations of a helpful thought: its tokens alone, or the
+thought as a sequence. The ids are permuted, never re-encoded; ``text`` is their decoding.
 """
 
 import random
@@ -22,7 +23,7 @@ class ShuffledThought:
     requires = ("normal",)
 
     def thoughts(self, ctx, items, samples, needed):
-        normal = needed["normal"]  # {item_id: [Thought, ...]}, one per sample
+        normal = needed["normal"]
         out = {}
         for item in items:
             shuffled = []
