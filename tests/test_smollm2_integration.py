@@ -32,3 +32,30 @@ def test_probe_on_smollm2_with_embedding_judge(tmp_path):
     assert manifest["invocations"][0]["generated_tokens"] > 0
     again = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert "0 new records (0 tokens generated" in again.output
+
+
+@pytest.mark.smollm2
+def test_search_r1_on_smollm2_through_bm25_and_the_http_server_alike(tmp_path):
+    """Real text through the whole tool-use loop: the same greedy rollouts whether the passages come
+    from the in-process index or from a real HTTP retrieval server over it."""
+    pytest.importorskip("bm25s")
+    from plugins.retrievers.bm25 import BM25Retriever
+    from tests.retrieval_server import serve
+
+    cache = f"cache={tmp_path / 'index'}"
+    common = ["run", "--plugin", "search_r1", "--arm", "smollm2-135m", "--task", "search_fixture", "--limit", "2",
+              "--max-new-tokens", "24", "--option", "chat=true", "--option", "max_turns=1", "--quiet"]
+    res = CliRunner().invoke(cli, [*common, "--retriever-option", cache, "--out", str(tmp_path / "bm25")])
+    assert res.exit_code == 0, res.output
+    retriever = BM25Retriever({"cache": str(tmp_path / "index")})  # the defaults, as in the first run
+    with serve(retriever) as server:
+        res = CliRunner().invoke(cli, [*common, "--retriever", "http", "--retriever-option", f"url={server.url}",
+                                       "--out", str(tmp_path / "http")])
+    assert res.exit_code == 0, res.output
+    local, remote = ([json.loads(line) for line in (tmp_path / name / "samples.jsonl").read_text().splitlines()]
+                     for name in ("bm25", "http"))
+    assert len(local) == 2 and [r["turns"] for r in local] == [r["turns"] for r in remote]
+    assert any(t["text"].strip() for r in local for t in r["turns"])  # real text
+    summary = json.loads((tmp_path / "bm25" / "summary.json").read_text())
+    em = next(m for m in summary["metrics"] if m["metric"] == "em" and m["dataset"] == "search_fixture")
+    assert em["estimate"] == pytest.approx(sum(r["em"] for r in local) / 2)
