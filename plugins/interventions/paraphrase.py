@@ -13,6 +13,8 @@ recipient's model is loaded as well. A teacher that is the recipient arm itself 
 backend. Each thought records ``info = {"paraphrased_by": TEACHER}``.
 """
 
+import time
+
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option
@@ -97,7 +99,11 @@ class ParaphrasedThought:
             prompts = [teacher.chat_prompt([{"role": "user", "content": p}]) for p in prompts]
         requests = [GenRequest(teacher.encode(p), n=1, seeds=[0], max_new_tokens=self.max_tokens, temperature=0.0,
                                stop_strings=("\n\n",)) for p in prompts]
-        outs = teacher.generate(requests)
+        bar = ctx.bar(f"{ctx.arm.name} paraphrase: teacher", len(requests))
+        start = time.perf_counter()
+        outs = teacher.generate(requests, progress=bar.update)
+        ctx.run.stats["generation_s"] += time.perf_counter() - start  # the run's throughput counts the teacher's
+        ctx.run.stats["generated_tokens"] += sum(len(c.token_ids) for out in outs for c in out)
         return {t: out[0].text.strip() for t, out in zip(todo, outs)}
 
     def thoughts(self, ctx, items, samples, needed):
