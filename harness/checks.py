@@ -190,3 +190,19 @@ def checked_docs(name: str, queries, result, topk: int) -> list[list[dict]]:
             rows.append({"id": doc_id, "contents": contents, "score": None if score is None else float(score)})
         out.append(rows)
     return out
+
+
+def check_comparisons(name: str, verdicts, n: int) -> None:
+    """A judge's ``compare()`` return: one Verdict per comparison, each invalid or with ``score``
+    1, 0.5 or 0 (the first shown's win share)."""
+    who = label("judges", name)
+    if not isinstance(verdicts, (list, tuple)) or len(verdicts) != n:
+        got = len(verdicts) if isinstance(verdicts, (list, tuple)) else type(verdicts).__name__
+        raise PluginReturnError(f"{who} compare() returned {got} verdict(s) for {n} comparison(s)")
+    for i, v in enumerate(verdicts):
+        if not isinstance(v, Verdict):
+            raise PluginReturnError(f"{who} compare() returned a {type(v).__name__} for comparison {i}, "
+                                    "not a harness.types.Verdict")
+        if not v.invalid and v.score not in (0, 0.5, 1):
+            raise PluginReturnError(f"{who} compare() returned score={v.score!r} for comparison {i} (1, 0.5 or 0, "
+                                    "or invalid=True)")

@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.checks import PluginReturnError, check_verdicts, label
+from harness.checks import check_comparisons, check_verdicts
 from harness.types import Verdict
 
 FILE = "verdicts.sqlite"
@@ -122,21 +122,6 @@ class VerdictStore:
             self._db = None
 
 
-def _check_compare(name: str, verdicts, n: int) -> None:
-    """``compare()``'s contract: one Verdict per comparison, invalid or with score 1, 0.5 or 0."""
-    who = label("judges", name)
-    if not isinstance(verdicts, (list, tuple)) or len(verdicts) != n:
-        got = len(verdicts) if isinstance(verdicts, (list, tuple)) else type(verdicts).__name__
-        raise PluginReturnError(f"{who} compare() returned {got} verdict(s) for {n} comparison(s)")
-    for i, v in enumerate(verdicts):
-        if not isinstance(v, Verdict):
-            raise PluginReturnError(f"{who} compare() returned a {type(v).__name__} for comparison {i}, "
-                                    "not a harness.types.Verdict")
-        if not v.invalid and v.score not in (0, 0.5, 1):
-            raise PluginReturnError(f"{who} compare() returned score={v.score!r} for comparison {i} "
-                                    "(1, 0.5 or 0, or invalid=True)")
-
-
 class CachedJudge:
     """``judge`` behind the verdict cache: ``judge(pairs)`` and (when the judge has it)
     ``compare(comparisons)`` answer from the cache where they can and send only the rest to the
@@ -168,7 +153,7 @@ class CachedJudge:
     def _compare(self, comparisons):
         keys = [self.key("compare", [c.prefix, c.first, c.second, c.reference]) for c in comparisons]
         return self._through(keys, comparisons, lambda todo: self.inner.compare(todo),
-                             lambda verdicts, n: _check_compare(self.name, verdicts, n))
+                             lambda verdicts, n: check_comparisons(self.name, verdicts, n))
 
     def _through(self, keys, inputs, call, check) -> list[Verdict]:
         found = self.store.get_many(keys) if self.store is not None else {}

@@ -194,29 +194,12 @@ def metadata_gold_docs(meta: dict) -> list[dict]:
 
 
 def read_passages(path: Path, wanted: set[str]) -> tuple[dict[str, str], str]:
-    """``(id -> contents for the ids in wanted, sha256 of the file)`` of a JSONL passage corpus;
-    a malformed line is a DataError naming ``file:line``."""
-    if not path.is_file():
-        raise DataError(f"corpus file not found: {path}")
-    found: dict[str, str] = {}
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            try:
-                doc = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}:{n}: malformed JSON ({exc})") from None
-            doc_id = doc.get("id") if isinstance(doc, dict) else None
-            doc_id = str(doc_id).strip() if isinstance(doc_id, (str, int)) and not isinstance(doc_id, bool) else ""
-            contents = doc.get("contents") if isinstance(doc, dict) else None
-            if not doc_id or not isinstance(contents, str) or not contents.strip():
-                raise DataError(f"{path}:{n}: expected an object with a non-empty \"id\" and \"contents\"")
-            if doc_id in wanted:
-                found.setdefault(doc_id, contents)
-    return found, digest.hexdigest()
+    """``(id -> contents for the ids in wanted, sha256 of the file)`` of a JSONL passage corpus
+    (:func:`tasks.corpus.read_corpus`: a malformed line is an error naming ``file:line``)."""
+    from tasks.corpus import read_corpus
+
+    ids, contents, sha = read_corpus(path, "QA task", "--task-option")
+    return {i: c for i, c in zip(ids, contents) if i in wanted}, sha
 
 
 def file_sha256(path: str) -> str:

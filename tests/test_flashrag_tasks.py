@@ -282,9 +282,9 @@ def test_gold_doc_ids_need_a_corpus_that_has_them(tmp_path):
     with pytest.raises(DataError, match=r"rows.jsonl:1: gold_doc_ids \['p404'\] not in the corpus"):
         HUB_TASKS["nq"]({"data": str(path), "corpus": str(corpus)}).items()
     (tmp_path / "bad.jsonl").write_text('{"id": "p1", "contents": "T\\nAnn"}\n\n{"id": "p2"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl:3: expected an object with a non-empty"):
+    with pytest.raises(BadInput, match=r"bad.jsonl:3: no \"contents\" \(id 'p2'\)"):  # the one corpus reader
         HUB_TASKS["nq"]({"data": str(path), "corpus": str(tmp_path / "bad.jsonl")}).items()
-    with pytest.raises(DataError, match="corpus file not found"):
+    with pytest.raises(BadInput, match=r"QA task: corpus file '.*none.jsonl' does not exist"):
         SearchFixtureTask({"corpus": str(tmp_path / "none.jsonl")}).items()
 
 

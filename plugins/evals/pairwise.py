@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import click
 
-from harness.checks import PluginReturnError, label
+from harness.checks import check_comparisons
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option, parse_options
@@ -274,22 +274,6 @@ def judge_pairs(ctx, conts: dict, original: bool) -> None:
         ctx.stats["new_records"] += len(rows)
         bar.update(len(rows))
     bar.close()
-
-
-def check_comparisons(name: str, verdicts, n: int) -> None:
-    """A judge's ``compare()`` return: one Verdict per comparison, each invalid or with ``score``
-    1, 0.5 or 0 (the first shown's win share)."""
-    who = label("judges", name)
-    if not isinstance(verdicts, (list, tuple)) or len(verdicts) != n:
-        got = len(verdicts) if isinstance(verdicts, (list, tuple)) else type(verdicts).__name__
-        raise PluginReturnError(f"{who} compare() returned {got} verdict(s) for {n} comparison(s)")
-    for i, v in enumerate(verdicts):
-        if not isinstance(v, Verdict):
-            raise PluginReturnError(f"{who} compare() returned a {type(v).__name__} for comparison {i}, "
-                                    "not a harness.types.Verdict")
-        if not v.invalid and v.score not in (0, 0.5, 1):
-            raise PluginReturnError(f"{who} compare() returned score={v.score!r} for comparison {i} (1, 0.5 or 0, "
-                                    "or invalid=True)")
 
 
 def compare_with_retries(judge, name: str, comparisons) -> list[tuple[Verdict | None, str | None]]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option
+from tasks.corpus import read_corpus
 
 HINT = "--retriever-option"
 PACKAGED = "tasks/data/search/corpus.jsonl"  # relative to the project's root (the ``tasks`` package)
@@ -55,47 +56,6 @@ def packaged_corpus() -> Path:
         raise BadInput("the bm25 retriever's default corpus comes with the tasks package, which is not "
                        "installed; give one with corpus=PATH", param_hint=HINT)
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "search" / "corpus.jsonl"
-
-
-def read_corpus(path: Path) -> tuple[list[str], list[str], str]:
-    """``(ids, contents, sha256 of the file)``; a malformed row is a BadInput naming ``file:line``."""
-    if not path.is_file():
-        raise BadInput(f"bm25 retriever: corpus file {str(path)!r} does not exist", param_hint=HINT)
-    ids: list[str] = []
-    contents: list[str] = []
-    seen: dict[str, int] = {}
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadInput(f"{where}: not JSON ({exc})", param_hint=HINT) from None
-            if not isinstance(row, dict):
-                raise BadInput(f"{where}: a JSON {type(row).__name__}, expected an object with \"id\" and "
-                               "\"contents\"", param_hint=HINT)
-            doc_id = row.get("id")
-            if isinstance(doc_id, int) and not isinstance(doc_id, bool):
-                doc_id = str(doc_id)
-            if not isinstance(doc_id, str) or not doc_id.strip():
-                what = "no \"id\"" if "id" not in row else f"id {doc_id!r} (a non-empty string is needed)"
-                raise BadInput(f"{where}: {what}", param_hint=HINT)
-            text = row.get("contents")
-            if not isinstance(text, str) or not text.strip():
-                what = "no \"contents\"" if "contents" not in row else "empty or non-string \"contents\""
-                raise BadInput(f"{where}: {what} (id {doc_id!r})", param_hint=HINT)
-            if doc_id in seen:
-                raise BadInput(f"{where}: duplicate id {doc_id!r} (first at line {seen[doc_id]})", param_hint=HINT)
-            seen[doc_id] = lineno
-            ids.append(doc_id)
-            contents.append(text)
-    if not ids:
-        raise BadInput(f"bm25 retriever: corpus file {str(path)!r} holds no passages", param_hint=HINT)
-    return ids, contents, digest.hexdigest()
 
 
 def _version(dist: str) -> str | None:
@@ -132,7 +92,7 @@ class BM25Retriever:
         self.stopwords, self.k1, self.b = o["stopwords"], float(o["k1"]), float(o["b"])
         self.corpus_shown = o["corpus"] or f"package:{PACKAGED}"
         self.corpus_path = Path(o["corpus"]).expanduser() if o["corpus"] else packaged_corpus()
-        self.ids, self.contents, self.sha256 = read_corpus(self.corpus_path)
+        self.ids, self.contents, self.sha256 = read_corpus(self.corpus_path, "bm25 retriever", HINT)
         if o["cache"]:
             self.cache_root = Path(o["cache"]).expanduser()
         else:
