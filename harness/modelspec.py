@@ -64,20 +64,20 @@ def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
 
 def resolve_dtype(dtype: str, device: str, model: str = "") -> tuple[str, str]:
     """The dtype an arm's ``dtype`` means on ``device`` (a resolved device, not "auto") for its
-    ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and on CPUs with native bfloat16
-    (:data:`BF16_CPU_FLAGS`), float32 elsewhere. ``random:`` presets (the test models) stay
-    float32 on every CPU, so that tests run the same numbers on every machine (in bfloat16 a
-    sample's tokens can depend on which rows shared its batch)."""
+    ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and float32 on a CPU. On CPUs with native
+    bfloat16 (:data:`BF16_CPU_FLAGS`) bfloat16 is about twice as fast (``benchmarks/cpu_dtype.py``)
+    with per-token log-likelihoods within about 0.04 nats, but a sample's tokens then depend on
+    which rows shared its batch (a resumed chunk is not regenerated bit for bit), so it is opt-in
+    there (``dtype = "bfloat16"`` or ``harness run --dtype bfloat16``); the rule names the flags."""
     if dtype != "auto":
         return dtype, "set by the arm"
     if device.startswith("cuda"):
         return "bfloat16", "auto: CUDA"
-    if device == "cpu" and model.startswith("random:"):
-        return "float32", "auto: random-init preset on CPU"
     if device == "cpu":
         flags = cpu_bf16_flags()
         if flags:
-            return "bfloat16", f"auto: CPU with {', '.join(flags)}"
+            return "float32", (f"auto: CPU (float32; it has {', '.join(flags)}: dtype bfloat16 is faster, "
+                               "with batch-dependent samples)")
         return "float32", f"auto: CPU without {' or '.join(BF16_CPU_FLAGS)}"
     return "float32", f"auto: {device}"
 
