@@ -16,7 +16,8 @@ Strategies (a strategy that fails, e.g. continuous batching on a CPU build, is r
 
 - ``padded``: ``model.generate`` on a left-padded batch with ``num_return_sequences``;
 - ``shared_prefix``: the harness's ``hf`` backend (prefill once, expand the KV cache per sample,
-  finished rows leave the batch) — what runs use;
+  finished rows leave the batch and pending prompts refill it: continuous batching) — what runs use;
+- ``shared_prefix_static``: the same with continuous batching off (a batch runs until its last row);
 - ``static_compile``: ``model.generate`` with a static cache and ``torch.compile``;
 - ``continuous``: transformers' continuous batching (``model.generate_batch``).
 
@@ -70,11 +71,11 @@ def prompts(n: int, length: int, vocab: int, seed: int) -> list[list[int]]:
 
 
 # -- strategies: each takes (model, tok, device, prompts, n, max_new_tokens) -> generated tokens --
-def run_shared_prefix(model, tok, device, batch, n, new, top_p=0.95):
+def run_shared_prefix(model, tok, device, batch, n, new, top_p=0.95, continuous=True):
     from harness.types import Arm, GenRequest
     from plugins.backends.hf import HFBackend
 
-    arm = Arm(name="bench", model="random:bench", options={"batch_rows": 512})
+    arm = Arm(name="bench", model="random:bench", options={"batch_rows": 512, "continuous_batching": continuous})
     backend = HFBackend.from_loaded(arm, model, tok, device)
     backend.eos_ids  # noqa: B018  (resolves once)
     reqs = [GenRequest(p, n=n, seeds=list(range(k * n, (k + 1) * n)), max_new_tokens=new, temperature=1.0,
@@ -118,7 +119,12 @@ def run_continuous(model, tok, device, batch, n, new):
     return [toks[k * n:(k + 1) * n] for k in range(len(batch))]
 
 
-STRATEGIES = {"padded": run_padded, "shared_prefix": run_shared_prefix, "static_compile": run_static_compile,
+def run_shared_prefix_static(model, tok, device, batch, n, new):
+    return run_shared_prefix(model, tok, device, batch, n, new, continuous=False)
+
+
+STRATEGIES = {"padded": run_padded, "shared_prefix": run_shared_prefix,
+              "shared_prefix_static": run_shared_prefix_static, "static_compile": run_static_compile,
               "continuous": run_continuous}
 
 
