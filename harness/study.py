@@ -21,7 +21,8 @@ Each ``[[eval]]`` table takes the ``harness run`` settings by their RunRequest n
 string or a list), ``task_options`` (``{ "gsm8k.fewshot" = 2 }`` or ``{ gsm8k = { fewshot = 2 } }``
 for one task), ``data_file`` (relative to the study file when that file exists there, else as
 given), ``interventions``, ``options``, ``thought_max_tokens``, ``suffix_max_tokens``,
-``max_new_tokens``, ``temperature``, ``top_p``, ``backend`` (or ``backend_name``), ``backend_urls``.
+``max_new_tokens``, ``temperature``, ``top_p``, ``backend`` (or ``backend_name``), ``backend_urls``,
+``retriever`` (or ``retriever_name``), ``retriever_options``, ``dtype``.
 Option values are passed as ``--option KEY=VALUE`` would pass them (booleans as true/false).
 
 The whole file is checked before any run starts: an unknown key, a wrong type, an unknown plugin,
@@ -52,13 +53,14 @@ TITLES = {
     "reward_gate": "RLMT reward gate",
     "reasoning": "Reasoning",
     "thought_probe": "Thought-use probe",
+    "search_r1": "Tool use: Search-R1 evaluation",
 }
 TOP_KEYS = {"arms", "arms_file", "out", "seed", "eval", "train"}
-ALIASES = {"judge": "judge_name", "task": "task_names", "backend": "backend_name"}
+ALIASES = {"judge": "judge_name", "task": "task_names", "backend": "backend_name", "retriever": "retriever_name"}
 INT_KEYS = ("samples", "limit", "thought_max_tokens", "suffix_max_tokens", "max_new_tokens")
-TABLE_KEYS = ("judge_options", "task_options", "options")
+TABLE_KEYS = ("judge_options", "task_options", "options", "retriever_options")
 LIST_KEYS = ("task_names", "interventions", "backend_urls")
-STR_KEYS = ("judge_name", "data_file", "backend_name")
+STR_KEYS = ("judge_name", "data_file", "backend_name", "retriever_name", "dtype")
 EVAL_KEYS = {"plugin", "name", "seed", "temperature", "top_p", *INT_KEYS, *TABLE_KEYS, *LIST_KEYS, *STR_KEYS}
 REPORT = "report.md"
 
@@ -182,6 +184,8 @@ def _check_entry(entry: Entry, where: str) -> None:
             raise BadInput(f"{where}: eval {entry.plugin!r} has no {key} setting (it takes {takes})")
     if not member(cls, "evals", "uses_judge") and (p.judge_name or p.judge_options):
         raise BadInput(f"{where}: eval {entry.plugin!r} grades its own answers and takes no judge")
+    if not member(cls, "evals", "uses_retriever") and (p.retriever_name or p.retriever_options):
+        raise BadInput(f"{where}: eval {entry.plugin!r} does no retrieval and takes no retriever")
 
 
 PACKAGED = Path(__file__).parent / "studies"

@@ -130,6 +130,7 @@ BAD = [
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nope"\n', "[[eval]] #1 (plugin nope): unknown plugin 'nope'"),
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\nlimit = 0\n', "limit must be an integer >= 1"),
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\njudge = "lexical"\n', "takes no judge"),
+    ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\nretriever = "bm25"\n', "takes no retriever"),
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "reasoning"\nsuffix_max_tokens = 8\n', "has no suffix_max_tokens"),
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\n[[eval]]\nplugin = "nll"\n', "used twice"),
     ('arms = ["tiny-qwen3"]\n[[eval]]\nplugin = "nll"\ntop_p = 0\n', "top_p must be a finite number in (0, 1]"),
@@ -164,7 +165,7 @@ def test_packaged_study_files_parse(tmp_path, monkeypatch):
     (tmp_path / "study.toml").write_text("".join(f'[arms.{a}]\nmodel = "./ckpt/{a}"\n' for a in (
         "think_base", "think_phase3", "think_base_rlmt", "think_phase3_rlmt")))
     ref = load_study("reference")
-    assert len(ref.arms) == 4 and {e.plugin for e in ref.entries} == set(TITLES)
+    assert len(ref.arms) == 4 and {e.plugin for e in ref.entries} == set(TITLES) - {"search_r1"}  # the five tables
     reasoning = next(e for e in ref.entries if e.plugin == "reasoning").request
     assert reasoning.task_options["gsm8k.fewshot"] == "2"
 
@@ -254,3 +255,22 @@ def test_bad_train_steps_are_one_line_errors_before_any_work(tmp_path, text, nee
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0], res.output
     assert not out.exists()
+
+
+def test_a_study_runs_the_search_eval_with_its_retriever(tmp_path):
+    pytest.importorskip("bm25s")
+    text = f"""arms = ["tiny-qwen3"]
+[[eval]]
+plugin = "search_r1"
+limit = 2
+max_new_tokens = 4
+options = {{ max_turns = 1 }}
+retriever = "bm25"
+retriever_options = {{ cache = "{tmp_path / 'index'}", k1 = 1.2 }}
+"""
+    out = tmp_path / "out"
+    res = _invoke(_study(tmp_path, text), "--out", out)
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "search_r1" / "manifest.json").read_text())["config"]
+    assert config["retriever"]["name"] == "bm25" and config["retriever"]["k1"] == 1.2
+    assert f"## {TITLES['search_r1']}" in (out / "report.md").read_text()
