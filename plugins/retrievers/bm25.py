@@ -37,6 +37,7 @@ from pathlib import Path
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option
+from plugins.retrievers import retrieve_unique
 from tasks.corpus import read_corpus
 
 HINT = "--retriever-option"
@@ -190,18 +191,17 @@ class BM25Retriever:
         return [{"id": self.ids[i], "contents": self.contents[i], "score": float(scores[i])} for i in picked.tolist()]
 
     def retrieve(self, queries, topk: int) -> list[list[dict]]:
-        queries = [str(q) for q in queries]
-        k = int(topk)
-        unique = list(dict.fromkeys(q for q in queries if q.strip()))
-        found: dict[str, list[dict]] = {}
-        if unique and k > 0:
-            index = self._load_or_build()
-            with self._lock:  # a PyStemmer stemmer is not thread-safe
-                tokenized = self._tokenize(unique)
-            for q, tokens in zip(unique, tokenized):
-                token_ids = index.get_tokens_ids(tokens)
-                found[q] = self._top(index, token_ids, k) if token_ids else []
-        return [[dict(d) for d in found.get(q, [])] for q in queries]
+        return retrieve_unique(queries, topk, self._search)
+
+    def _search(self, unique: list[str], k: int) -> dict[str, list[dict]]:
+        index = self._load_or_build()
+        with self._lock:  # a PyStemmer stemmer is not thread-safe
+            tokenized = self._tokenize(unique)
+        found = {}
+        for q, tokens in zip(unique, tokenized):
+            token_ids = index.get_tokens_ids(tokens)
+            found[q] = self._top(index, token_ids, k) if token_ids else []
+        return found
 
     def close(self) -> None:
         self._index = None

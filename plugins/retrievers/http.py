@@ -40,6 +40,7 @@ import click
 from harness.hookspecs import hookimpl
 from harness.options import Option
 from harness.redact import redact_text
+from plugins.retrievers import retrieve_unique
 
 HINT = "--retriever-option"
 PROTOCOLS = ("search_r1", "research")
@@ -195,26 +196,25 @@ class HTTPRetriever:
             raise RetrieverServerError(redact_text(f"http retriever: server {self.public_url} {why}")) from None
 
     def retrieve(self, queries, topk: int) -> list[list[dict]]:
-        queries = [str(q) for q in queries]
-        k = int(topk)
-        unique = list(dict.fromkeys(q for q in queries if q.strip()))
-        found: dict[str, list[dict]] = {}
-        if unique and k > 0:
-            batches = [unique[i:i + self.batch_size] for i in range(0, len(unique), self.batch_size)]
-            jobs = [self._job(batch, k) for batch in batches]
-            for (path, _, _), batch, reply in zip(jobs, batches, self._post_all(jobs)):
-                try:
-                    if self.protocol == "search_r1":
-                        rows = parse_search_r1(reply, len(batch))
-                    else:
-                        rows = parse_research(reply, len(batch), single=path == "/search")
-                except ValueError as exc:
-                    raise RetrieverServerError(redact_text(
-                        f"http retriever: server {self.public_url}{path} (protocol {self.protocol}) sent an "
-                        f"unexpected reply: {exc}; got {str(reply)[:200]}")) from None
-                for q, row in zip(batch, rows):
-                    found[q] = [dict(doc, score=score) for doc, score in row[:k]]
-        return [[dict(d) for d in found.get(q, [])] for q in queries]
+        return retrieve_unique(queries, topk, self._search)
+
+    def _search(self, unique: list[str], k: int) -> dict[str, list[dict]]:
+        batches = [unique[i:i + self.batch_size] for i in range(0, len(unique), self.batch_size)]
+        jobs = [self._job(batch, k) for batch in batches]
+        found = {}
+        for (path, _, _), batch, reply in zip(jobs, batches, self._post_all(jobs)):
+            try:
+                if self.protocol == "search_r1":
+                    rows = parse_search_r1(reply, len(batch))
+                else:
+                    rows = parse_research(reply, len(batch), single=path == "/search")
+            except ValueError as exc:
+                raise RetrieverServerError(redact_text(
+                    f"http retriever: server {self.public_url}{path} (protocol {self.protocol}) sent an "
+                    f"unexpected reply: {exc}; got {str(reply)[:200]}")) from None
+            for q, row in zip(batch, rows):
+                found[q] = [dict(doc, score=score) for doc, score in row[:k]]
+        return found
 
     def close(self) -> None:
         pass
