@@ -27,7 +27,8 @@ def items_sha(items) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -52,7 +53,7 @@ def model_fingerprint(kind: str, location: str) -> dict | None:
         st = path.stat()
         rel = path.name if path == root else str(path.relative_to(root))
         if st.st_size <= FULL_HASH_BYTES:
-            entry, hashed = f"{rel}:{_file_digest(path)}", hashed + 1
+            entry, hashed = f"{rel}:{file_sha256(path)}", hashed + 1
         else:
             entry, by_stat = f"{rel}:{st.st_size}:{st.st_mtime_ns}", by_stat + 1
         h.update(entry.encode() + b"\n")

@@ -36,7 +36,6 @@ so a multi-GB corpus takes minutes). A malformed row is a one-line error naming 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import click
 
+from harness import fingerprint
 from harness.errors import BadInput
 from harness.hookspecs import hookimpl
 from harness.options import Option, parse_options
@@ -202,14 +202,6 @@ def read_passages(path: Path, wanted: set[str]) -> tuple[dict[str, str], str]:
     return {i: c for i, c in zip(ids, contents) if i in wanted}, sha
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- tasks ----------------------------------------------------------------------------------
 
 def _options(split: str | None, fixture: bool) -> tuple:
@@ -322,7 +314,7 @@ class FlashRAGTask:
             data = "package:search/questions.jsonl"
         corpus = self.options["corpus"] or ("package:search/corpus.jsonl" if self.fixture else None)
         return {"dataset": self.name, "source": data or HUB_ID,
-                "sha256": None if hub or not Path(source).is_file() else file_sha256(source),
+                "sha256": None if hub or not Path(source).is_file() else fingerprint.file_sha256(source),
                 "hub_config": self.name if hub else None, "split": self.options.get("split") if hub else None,
                 "corpus": corpus, "corpus_sha256": self.corpus_sha256,
                 "expected_count": self.dataset.expected_count if self.dataset else None, "n_loaded": self.n_loaded}

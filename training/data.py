@@ -3,7 +3,6 @@ reader, the seeded batch of each step, and the data's fingerprints (lineage, res
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +67,9 @@ def data_fingerprint(data: str, sample: str = "chunks") -> dict:
     """Where the data came from and a sha256 of its bytes (local files) for the lineage."""
     path = Path(sample_data(sample) if data == "sample" else data).expanduser()
     if path.is_file():
-        return {"source": data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        from harness.fingerprint import file_sha256
+
+        return {"source": data, "sha256": file_sha256(path)}
     return {"source": data, "sha256": None, "note": "Hub dataset: pinned by id only"}
 
 
