@@ -51,12 +51,10 @@ def register_retrievers(register):
 
 
 def packaged_corpus() -> Path:
-    """The fixture corpus shipped with the ``tasks`` package (found without importing it)."""
-    spec = importlib.util.find_spec("tasks")
-    if spec is None or not spec.submodule_search_locations:
-        raise BadInput("the bm25 retriever's default corpus comes with the tasks package, which is not "
-                       "installed; give one with corpus=PATH", param_hint=HINT)
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "search" / "corpus.jsonl"
+    """The search fixture's corpus, shipped with the ``tasks`` package."""
+    from tasks.flashrag import fixture_corpus_path
+
+    return Path(fixture_corpus_path())
 
 
 def _version(dist: str) -> str | None:
