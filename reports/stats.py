@@ -40,6 +40,16 @@ def ci_basis(manifest: dict, unit: str = "item") -> str:
             f"{opts['seed']}), {article} {unit}'s samples averaged first")
 
 
+def clustered_ci_note(manifest: dict, unit: str = "item") -> str:
+    """:func:`ci_basis` and the cluster marker: the note under a table of CIs over ``unit``s."""
+    return ci_basis(manifest, unit) + f"; whole sources are resampled where {unit}s share one (marked *)."
+
+
+def comparisons_of(summary: dict, kind: str) -> list[dict]:
+    """The summary's comparison rows of one ``kind`` ("conditions" or "arms")."""
+    return [r for r in summary.get("comparisons", []) if r["kind"] == kind]
+
+
 def fmt_ci(stat: dict, digits: int = 3, signed: bool = False) -> str:
     """``0.125 [0.063, 0.188]`` (or ``-`` when there is no estimate)."""
     if stat.get("estimate") is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
 from reports.options import report_options
-from reports.stats import ci_basis, comparison_table, fmt_cell as _cell, fmt_num as _f, fmt_pooled, uneven_note
+from reports.stats import clustered_ci_note, comparisons_of, comparison_table, fmt_cell as _cell, fmt_num as _f, fmt_pooled, uneven_note
 
 
 @hookimpl
@@ -25,11 +25,7 @@ def register_report_sections(register):
 
 
 def _ci_note(manifest) -> str:
-    return ci_basis(manifest, "item") + "; whole sources are resampled where items share one (marked *)."
-
-
-def _comparisons(summary, kind):
-    return [r for r in summary.get("comparisons", []) if r["kind"] == kind]
+    return clustered_ci_note(manifest, "item")
 
 
 def _comparison_table(rows, label, metrics=None, **kw) -> str:
@@ -206,7 +202,7 @@ class ProbeSensitivitySection(_ProbeSection):
     description = "prefix-level causal sensitivity normal - condition, with CIs, tests and win/tie rates"
 
     def render(self, records, manifest, summary) -> str:
-        rows = _comparisons(summary, "conditions")
+        rows = comparisons_of(summary, "conditions")
         if not rows:
             return ""
         return ("## Causal sensitivity\n\nPrefix-level `normal - condition` on the same items. Positive: the "
@@ -220,7 +216,7 @@ class ProbeSensitivitySection(_ProbeSection):
 
     def console(self, records, manifest, summary) -> str:
         """The sensitivity rows for reward and log-likelihood, printed at the end of a run."""
-        rows = _comparisons(summary, "conditions")
+        rows = comparisons_of(summary, "conditions")
         if not rows:
             return ""
         return _comparison_table(rows, _sensitivity_label, ("reward", "suffix_logprob"), compact=True)
@@ -231,7 +227,7 @@ class ProbeArmsSection(_ProbeSection):
     description = "paired arm comparisons per condition, every pair or vs --baseline (needs two or more arms)"
 
     def render(self, records, manifest, summary) -> str:
-        rows = _comparisons(summary, "arms")
+        rows = comparisons_of(summary, "arms")
         if not rows:
             return ""
         baseline = report_options(manifest)["baseline"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.hookspecs import hookimpl
 from reports.markdown import md_table
 from reports.options import report_options
-from reports.stats import ci_basis, comparison_table, fmt_cell, fmt_pooled, uneven_note
+from reports.stats import clustered_ci_note, comparisons_of, comparison_table, fmt_cell, fmt_pooled, uneven_note
 
 
 @hookimpl
@@ -43,11 +43,7 @@ def _labels(summary) -> dict:
 
 
 def _ci_note(manifest) -> str:
-    return ci_basis(manifest, "question") + "; whole sources are resampled where questions share one (marked *)."
-
-
-def _comparisons(summary, kind):
-    return [r for r in summary.get("comparisons", []) if r["kind"] == kind]
+    return clustered_ci_note(manifest, "question")
 
 
 def _skip_note(summary) -> str:
@@ -121,7 +117,7 @@ class SearchSensitivitySection(_SearchSection):
     description = "evidence-use sensitivity normal - condition (EM, sub-EM, F1, searches) with paired CIs and tests"
 
     def render(self, records, manifest, summary) -> str:
-        rows = _comparisons(summary, "conditions")
+        rows = comparisons_of(summary, "conditions")
         if not rows:
             return ""
         return ("## Evidence-use sensitivity\n\n`normal - condition` on the same questions, per arm and dataset. "
@@ -136,7 +132,7 @@ class SearchSensitivitySection(_SearchSection):
                                    right="Condition better", second="Arm / dataset"))
 
     def console(self, records, manifest, summary) -> str:
-        rows = [r for r in _comparisons(summary, "conditions") if r["metric"] == "em"]
+        rows = [r for r in comparisons_of(summary, "conditions") if r["metric"] == "em"]
         if not rows:
             return ""
         return comparison_table(rows, _labels(summary), _sensitivity_label, second="Arm / dataset", compact=True)
@@ -147,7 +143,7 @@ class SearchArmsSection(_SearchSection):
     description = "paired arm comparisons per evidence condition and dataset (EM, sub-EM, F1, searches)"
 
     def render(self, records, manifest, summary) -> str:
-        rows = _comparisons(summary, "arms")
+        rows = comparisons_of(summary, "arms")
         if not rows:
             return ""
         baseline = report_options(manifest)["baseline"]
