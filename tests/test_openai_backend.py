@@ -16,8 +16,8 @@ from harness.errors import BadInput
 from harness.modelspec import byte_tokenizer
 from harness.serving import ServerError
 from harness.types import Arm, GenRequest, JudgePair, ScoreRequest
-from plugins.backends.openai import (NOTE_ECHO_TEXT, NOTE_FINISH, NOTE_GRAMMAR, NOTE_IDS, NOTE_TEXT, SEED_MODULUS,
-                                     OpenAIBackend)
+from plugins.backends.openai import (NOTE_ECHO_TEXT, NOTE_FINISH, NOTE_GRAMMAR, NOTE_IDS, NOTE_SEEDS_VLLM, NOTE_TEXT,
+                                     SEED_MODULUS, OpenAIBackend)
 from tests import llama_server
 
 pytest.importorskip("transformers")
@@ -322,6 +322,20 @@ def test_cached_tokens_are_reported(servers):
     fake = servers(lambda body: (200, _reply(_choice("ok"), prompt_tokens_details={"cached_tokens": 7})))
     [[c]] = backend([fake.url]).generate([GenRequest([65, 66], 1, [5], 2)])
     assert c.cached_tokens == 7
+
+
+def test_a_vllm_server_is_recorded_and_noted_samples_may_not_reproduce(servers):
+    # vLLM says what it is in system_fingerprint, not whether it runs batch invariant (see tests/test_vllm_server.py)
+    def fingerprinted(body, fingerprint="vllm-0.32.0-89963a76"):
+        status, reply = vllm_like(body)
+        return status, {**reply, "system_fingerprint": fingerprint}
+
+    info = backend([servers(fingerprinted).url]).info()
+    assert info["system_fingerprint"] == "vllm-0.32.0-89963a76" and info["notes"] == [NOTE_SEEDS_VLLM]
+    info = backend([servers(lambda body: fingerprinted(body, "fp_other")).url]).info()
+    assert info["system_fingerprint"] == "fp_other" and info["notes"] == []
+    info = backend([servers(vllm_like).url]).info()
+    assert info["system_fingerprint"] is None and info["notes"] == []
 
 
 def test_retries_on_429_and_503_then_success(servers):

@@ -75,7 +75,13 @@ def test_rerun_generates_nothing_and_resume_after_torn_write(tmp_path):
     again = _records(out)
     key = lambda r: (r["condition"], r["item_id"], r["sample"])
     assert len({key(r) for r in again}) == len(again) == len(full)
-    assert sorted(again, key=key) == sorted(full, key=key)
+    # The regenerated records are the same samples. Their suffix log-likelihood is the same up to
+    # float rounding: the item's prefix is computed again for the resumed chunk, in a forward of
+    # another shape than the thought stage's (measured: 1e-8 apart).
+    lp = lambda rs: [r.pop("suffix_logprob") for r in rs]
+    before, after = sorted(full, key=key), sorted(again, key=key)
+    assert lp(after) == pytest.approx(lp(before), abs=1e-6)
+    assert after == before
 
 
 def test_sigkill_mid_run_resumes_without_duplicates(tmp_path):

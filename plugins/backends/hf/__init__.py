@@ -15,6 +15,7 @@ from harness.hookspecs import hookimpl
 from harness.types import Completion
 from plugins.backends.hf.batching import DecodeBatch
 from plugins.backends.hf.kernels import cache_arg, continuation_logprobs, sample_rows
+from plugins.backends.hf.prefix import PrefixStore
 
 
 def _flag(value) -> bool:
@@ -43,6 +44,13 @@ class HFBackend(TokenizerBackend):
         # refill finished rows from pending requests (continuous batching); off: batch by batch
         self.continuous = _flag(arm.options.get("continuous_batching", True))
         self.refills = 0  # prefills merged into a running batch, for tests and benchmarks
+        # free KV-cache positions a layer keeps, so a decode step writes in place (0: transformers' own
+        # cache, which copies itself to append each position)
+        self.kv_spare = int(arm.options.get("kv_spare", 64))
+        # the KV caches of requests' prefixes (prefix_len: the probe's item prompt) are kept for the
+        # later prompts that start with them, up to this many MiB (0: computed again each time)
+        mib = float(arm.options.get("prefix_cache_mb", 1024))
+        self.prefixes = PrefixStore(int(mib * 2**20)) if mib > 0 else None
         self._warned_context = False
 
     @classmethod
@@ -50,6 +58,7 @@ class HFBackend(TokenizerBackend):
         """A backend over an already-loaded model (training samples from its live weights)."""
         backend = cls(arm)
         backend._model, backend._tokenizer, backend.device = model, tokenizer, device
+        backend.prefixes = None  # the weights change between calls: a stored prefix would be stale
         backend._cache_kw = cache_arg(model)
         return backend
 
@@ -81,7 +90,8 @@ class HFBackend(TokenizerBackend):
         rule = resolve_dtype(self.arm.dtype, str(self.device), self.arm.model)[1]
         info = {"device": str(self.device), "dtype": str(self._model.dtype).replace("torch.", ""),
                 "dtype_requested": self.arm.dtype, "dtype_rule": rule, "model_class": type(self._model).__name__,
-                "vocab_size": len(self.tokenizer), "continuous_batching": self.continuous}
+                "vocab_size": len(self.tokenizer), "continuous_batching": self.continuous,
+                "kv_spare": self.kv_spare, "prefix_cache_mb": self.prefixes.max_bytes / 2**20 if self.prefixes else 0}
         if str(self.device) == "cpu":
             info["cpu_bf16_flags"] = cpu_bf16_flags()  # what dtype "auto" consults on a CPU
         return info
@@ -151,7 +161,8 @@ class HFBackend(TokenizerBackend):
         first = reqs[0]
         eos, stops, limit = self.eos_ids, first.stop_strings, first.max_new_tokens
         look = max((len(s) for s in stops), default=0) + 8
-        batch = DecodeBatch(self._model, self.tokenizer.pad_token_id, self.device, self._cache_kw)
+        batch = DecodeBatch(self._model, self.tokenizer.pad_token_id, self.device, self._cache_kw, self.prefixes,
+                            self.kv_spare)
         queue = deque(range(len(reqs)))
         tokens = [[[] for _ in range(r.n)] for r in reqs]
         finish = [["length"] * r.n for r in reqs]

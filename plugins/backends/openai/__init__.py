@@ -41,10 +41,13 @@ Completion ids: the server's when it returns them (``token_ids`` with ``return_t
 >= 0.10.2, recent SGLang; or vLLM's ``token_id:N`` logprob tokens), else the text re-encoded
 locally (noted). Seeds: each request's ``seed`` is the sample's seed reduced to 31 bits
 (:meth:`harness.backend_base.ServerBackend.server_seed`); vLLM honours it, SGLang only with
-``--enable-deterministic-inference``. ``cached_tokens`` needs vLLM's
-``--enable-prompt-tokens-details`` or SGLang's ``--enable-cache-report``. Finish reasons: ``length``; ``stop`` with a
-stop string (vLLM ``stop_reason``, SGLang ``matched_stop``; llama-cpp-python says neither, so a
-text shorter than the server's completion token count means a stop string) else ``eos``.
+``--enable-deterministic-inference``. A sample is reproducible from its seed only where the server
+is batch invariant; vLLM does not say whether it is, so where the server's ``system_fingerprint``
+(recorded in ``info()``) says vLLM the backend notes that samples may not be reproducible.
+``cached_tokens`` needs vLLM's ``--enable-prompt-tokens-details`` or SGLang's ``--enable-cache-report``.
+Finish reasons: ``length``; ``stop`` with a stop string (vLLM ``stop_reason``, SGLang ``matched_stop``;
+llama-cpp-python says neither, so a text shorter than the server's completion token count means a
+stop string) else ``eos``.
 """
 
 from __future__ import annotations
@@ -55,10 +58,12 @@ import threading
 from harness.backend_base import SEED_MODULUS, ServerBackend
 from harness.hookspecs import hookimpl
 from harness.types import Completion
-from plugins.backends.openai.discovery import COMPLETIONS, NOTE_ECHO_TEXT, NOTE_GRAMMAR, NOTE_TEXT, Discovery
+from plugins.backends.openai.discovery import (COMPLETIONS, NOTE_ECHO_TEXT, NOTE_GRAMMAR, NOTE_SEEDS_VLLM, NOTE_TEXT,
+                                               Discovery)
 from plugins.backends.openai.options import parse_options, public_url
 
-__all__ = ["NOTE_ECHO_TEXT", "NOTE_FINISH", "NOTE_GRAMMAR", "NOTE_IDS", "NOTE_TEXT", "SEED_MODULUS", "OpenAIBackend"]
+__all__ = ["NOTE_ECHO_TEXT", "NOTE_FINISH", "NOTE_GRAMMAR", "NOTE_IDS", "NOTE_SEEDS_VLLM", "NOTE_TEXT", "SEED_MODULUS",
+           "OpenAIBackend"]
 
 NOTE_IDS = "completion token ids are re-encoded locally from the text (the server returned no ids)"
 NOTE_FINISH = ("the server does not say whether 'stop' was a stop string or EOS; inferred from its completion "
@@ -105,7 +110,7 @@ class OpenAIBackend(ServerBackend, Discovery):
         self._info = {"backend": self.name, "servers": [public_url(u) for u in self.pool.urls],
                       "prompt_mode": self._mode or "auto", "prompt_mode_option": self.opts["prompt_mode"],
                       "served_model": self.opts["served_model"], "tokenizer": self.opts["tokenizer"],
-                      "top_k_sent": self._top_k, "seed_modulus": SEED_MODULUS,
+                      "top_k_sent": self._top_k, "seed_modulus": SEED_MODULUS, "system_fingerprint": None,
                       "score_method": self._score_method or "auto (not needed yet)", "notes": [],
                       "requests": 0, "retries": 0, "dead_servers": self.pool.stats["dead_servers"]}
 

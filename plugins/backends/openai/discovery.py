@@ -28,6 +28,10 @@ NOTE_TEXT = ("text prompts: the server re-tokenises prompts, so stage 2 (prefix 
              "as the sampled token ids; completion ids are re-encoded locally")
 NOTE_ECHO_TEXT = ("suffix log-probs: echo + logprobs on a text prompt, so they are over the server's tokenisation of "
                   "the true suffix (its tokens found by character offsets)")
+NOTE_SEEDS_VLLM = ("samples may not be reproducible from their seeds: vLLM does not say whether it runs batch "
+                   "invariant (VLLM_BATCH_INVARIANT=1, GPUs only; the CPU build has none), and without it a sample's "
+                   "log-probs depend slightly on which requests shared its batch, so a rare sampled token, and what "
+                   "follows it, can differ on a rerun")
 NOTE_GRAMMAR = ("suffix log-probs: the server's echoed prompt log-probs failed the alignment check (llama-cpp-python "
                 "shifts them by one token), so the true suffix is scored by greedy generation forced through its "
                 "token ids by a grammar (<[id]> ...): the suffix ids are exact; the context is sent as the prompt")
@@ -63,10 +67,14 @@ class Discovery:
                     if not isinstance(reply, dict) or not reply.get("choices"):
                         raise ServerError(f"{self._server()} answered {COMPLETIONS} without choices: "
                                           f"{str(reply)[:300]}")
-                    self._info.update(prompt_mode=mode, top_k_sent=top_k)
+                    fingerprint = reply.get("system_fingerprint")  # vLLM: vllm-<version>-<config hash>
+                    fingerprint = fingerprint if isinstance(fingerprint, str) else None
+                    self._info.update(prompt_mode=mode, top_k_sent=top_k, system_fingerprint=fingerprint)
                     self._info.pop("error", None)
                     if mode == "text":
                         self._info["notes"].insert(0, NOTE_TEXT)
+                    if fingerprint and fingerprint.startswith("vllm") and NOTE_SEEDS_VLLM not in self._info["notes"]:
+                        self._info["notes"].append(NOTE_SEEDS_VLLM)
                     self._resolved = True
                     return
             raise ServerError(f"no request form was accepted by {', '.join(self.pool.urls)}: " + " | ".join(refused))
