@@ -57,9 +57,10 @@ def main():
     ap.add_argument("--mixed-prompts", type=int, default=12, help="prompts of the continuous-batching workload")
     ap.add_argument("--batch-rows", type=int, default=16, help="batch rows of the continuous-batching workload")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
     torch.manual_seed(0)
-    arm = resolve_arm(args.arm, load_arms())
+    arm = replace(resolve_arm(args.arm, load_arms()), dtype=args.dtype)  # float32: the tokens checks are exact
     backend = NoEOS(arm)
     model, tok = backend.model, backend.tokenizer
     words = ("rivers carry sand and silt toward the sea where waves sort the grains by size and the "

@@ -110,10 +110,12 @@ def main():
             wall, tokens, info, _ = server_layout(args.cores, 1, log_dir, args)
             rows.append((f"{args.cores} servers x 1 thread", wall, tokens, info["prompt_mode"]))
     if args.hf:
+        from dataclasses import replace
+
         from harness.arms import load_arms, resolve_arm
         from plugins.backends.hf import HFBackend
 
-        wall, tokens = timed_run(HFBackend(resolve_arm("smollm2-135m", load_arms())), args)
+        wall, tokens = timed_run(HFBackend(replace(resolve_arm("smollm2-135m", load_arms()), dtype="float32")), args)
         rows.append(("hf backend, in process (fp32)", wall, tokens, "token ids"))
     print(f"work: {args.prompts} prompts x {args.n} samples x <= {args.new_tokens} new tokens, "
           f"SmolLM2-135M-Instruct, {args.cores} cores")

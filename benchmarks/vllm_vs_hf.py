@@ -69,7 +69,8 @@ def main():
                          *probe(args, tmp / "vllm", ["--arms-file", str(arms), "--arm", "vllm"])))
         finally:
             server.stop()
-        rows.append(("hf backend, in process (float32)", *probe(args, tmp / "hf", ["--arm", "smollm2-135m"])))
+        rows.append(("hf backend, in process (float32)",
+                     *probe(args, tmp / "hf", ["--arm", "smollm2-135m", "--dtype", "float32"])))
     print(f"work: thought_probe, normal + blank, {args.limit} items x {args.samples} samples, thoughts <= 48 and "
           f"suffixes <= {args.suffix_tokens} tokens, true suffix scored; SmolLM2-135M float32; vLLM ready in "
           f"{ready:.0f} s (not timed), model threads on cores {args.cores}")

@@ -64,20 +64,22 @@ def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
 
 def resolve_dtype(dtype: str, device: str, model: str = "") -> tuple[str, str]:
     """The dtype an arm's ``dtype`` means on ``device`` (a resolved device, not "auto") for its
-    ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and float32 on a CPU. On CPUs with native
-    bfloat16 (:data:`BF16_CPU_FLAGS`) bfloat16 is about twice as fast (``benchmarks/cpu_dtype.py``)
-    with per-token log-likelihoods within about 0.04 nats, but a sample's tokens then depend on
-    which rows shared its batch (a resumed chunk is not regenerated bit for bit), so it is opt-in
-    there (``dtype = "bfloat16"`` or ``harness run --dtype bfloat16``); the rule names the flags."""
+    ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and on CPUs with native bfloat16
+    (:data:`BF16_CPU_FLAGS`; there about 2.3x faster on the demo, with per-token log-likelihoods
+    within about 0.04 nats of float32 and the demo's sensitivity rows unchanged in sign and
+    significance: ``benchmarks/cpu_dtype.py``), float32 on other CPUs and for the random-init test
+    presets (whose tests compare samples exactly). In bfloat16 a sample's tokens can depend on which
+    rows shared its batch; the hf backend's info says so, and the report shows it."""
     if dtype != "auto":
         return dtype, "set by the arm"
     if device.startswith("cuda"):
         return "bfloat16", "auto: CUDA"
     if device == "cpu":
+        if model.startswith("random:"):
+            return "float32", "auto: CPU, random-init test preset"
         flags = cpu_bf16_flags()
         if flags:
-            return "float32", (f"auto: CPU (float32; it has {', '.join(flags)}: dtype bfloat16 is faster, "
-                               "with batch-dependent samples)")
+            return "bfloat16", f"auto: CPU with {', '.join(flags)}"
         return "float32", f"auto: CPU without {' or '.join(BF16_CPU_FLAGS)}"
     return "float32", f"auto: {device}"
 

@@ -21,8 +21,8 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
 
 def test_auto_dtype_rule(monkeypatch):
     monkeypatch.setattr(modelspec, "cpu_bf16_flags", lambda: ["avx512_bf16"])
-    dtype, rule = resolve_dtype("auto", "cpu", "Qwen/Qwen3-0.6B-Base")  # bf16 on a CPU is opt-in (batch-dependent)
-    assert dtype == "float32" and "avx512_bf16" in rule and "bfloat16 is faster" in rule
+    dtype, rule = resolve_dtype("auto", "cpu", "Qwen/Qwen3-0.6B-Base")
+    assert dtype == "bfloat16" and rule == "auto: CPU with avx512_bf16"
     assert resolve_dtype("auto", "cpu", "random:tiny-qwen3")[0] == "float32"
     assert resolve_dtype("auto", "cuda:1", "random:tiny-qwen3")[0] == "bfloat16"
     assert resolve_dtype("float32", "cpu", "x/y") == ("float32", "set by the arm")
@@ -44,6 +44,8 @@ def test_run_dtype_overrides_every_arm(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     info = manifest["invocations"][0]["backends"]["tiny-qwen3"]
     assert info["dtype"] == "bfloat16" and info["dtype_rule"] == "set by the arm" and "cpu_bf16_flags" in info
+    assert "batch" in info["notes"][0]  # bf16 samples depend on their batch: the backend says so, the report shows it
+    assert "Backend note (tiny-qwen3): bfloat16: a sample's tokens can depend" in (out / "report.md").read_text()
     assert [a["dtype"] for a in manifest["config"]["arms"]] == ["bfloat16"]
     bad = CliRunner().invoke(cli, ["run", "--arm", "tiny-qwen3", "--dtype", "half", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--dtype" in bad.output

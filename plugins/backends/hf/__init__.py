@@ -94,6 +94,10 @@ class HFBackend(TokenizerBackend):
                 "kv_spare": self.kv_spare, "prefix_cache_mb": self.prefixes.max_bytes / 2**20 if self.prefixes else 0}
         if str(self.device) == "cpu":
             info["cpu_bf16_flags"] = cpu_bf16_flags()  # what dtype "auto" consults on a CPU
+        if info["dtype"] != "float32":
+            info["notes"] = [f"{info['dtype']}: a sample's tokens can depend on which rows shared its batch, so a "
+                             "resumed or re-batched run may hold other (equally valid) samples for the same seeds; "
+                             "dtype float32 (--dtype float32) makes them reproducible on a CPU"]
         return info
 
     def _check_context(self, prompt: int, new: int, what: str) -> None:
