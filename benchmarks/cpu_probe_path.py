@@ -1,16 +1,19 @@
 """CPU benchmark: the ``hf`` backend's prefix store and in-place KV cache on the thought-probe
 workload, measured in one run as ratios of wall time.
 
-Three settings of one arm run the probe's two stages, in interleaved passes (each pass runs every
+Four settings of one arm run the probe's two stages, in interleaved passes (each pass runs every
 setting, in a rotating order, so drifting load hits them alike):
+  - ``whole``: the requests carry no ``prefix_len``, so every prompt is prefilled whole (the path
+    before the prefix store; its samples differ by float rounding, so its tokens are not compared);
   - ``neither``: ``prefix_cache_mb = 0, kv_spare = 0`` (a suffix prompt's prefix computed again
     for it; the transformers cache, which copies itself to append each decoded position);
   - ``in-place``: ``kv_spare = 64`` only;
   - ``both``: the defaults (also the item prefix kept from stage 1 for stage 2).
 Stage 1 samples ``--n`` thoughts per item after prefix + open tag (all of it ``prefix_len``);
 stage 2 samples one suffix per thought (normal) and ``--n`` after a blank thought, scoring the true
-suffix in the prefill, split after the prefix, as the probe does. EOS is ignored so every setting generates the same
-number of tokens; the settings must return the same tokens (checked, float32).
+suffix in the prefill, split after the prefix, as the probe does. EOS is ignored so every
+setting generates the same number of tokens; the other three must return the same tokens
+(checked, float32).
 
     python benchmarks/cpu_probe_path.py [--arm smollm2-135m] [--items 8] [--n 4] [--thought-tokens 48] \\
         [--suffix-tokens 64] [--repeats 2]
@@ -30,7 +33,8 @@ from harness.types import GenRequest
 from plugins.backends.hf import HFBackend
 from tasks.chunks import ChunksTask
 
-SETTINGS = {"neither": {"prefix_cache_mb": 0, "kv_spare": 0}, "in-place": {"prefix_cache_mb": 0}, "both": {}}
+SETTINGS = {"whole": {"prefix_cache_mb": 0, "kv_spare": 0}, "neither": {"prefix_cache_mb": 0, "kv_spare": 0},
+            "in-place": {"prefix_cache_mb": 0}, "both": {}}
 
 
 class NoEOS(HFBackend):
@@ -59,18 +63,18 @@ def main():
     close = first.encode(base.think_close)
     truths = [first.encode(it.suffix) for it in items]
 
-    def probe_pass(b):
+    def probe_pass(b, split=True):
         if b.prefixes is not None:
             b.prefixes.clear()
         start = time.perf_counter()
         s1 = [GenRequest(p, n=args.n, seeds=[100 * k + s for s in range(args.n)], max_new_tokens=args.thought_tokens,
-                         top_p=0.95, stop_strings=stop, prefix_len=len(p)) for k, p in enumerate(opened)]
+                         top_p=0.95, stop_strings=stop, prefix_len=len(p) * split) for k, p in enumerate(opened)]
         thoughts = b.generate(s1)
         s2 = [GenRequest(p + c.token_ids + close, n=1, seeds=[7 + s], max_new_tokens=args.suffix_tokens, top_p=0.95,
-                         score_ids=t, prefix_len=len(p)) for p, out, t in zip(opened, thoughts, truths)
+                         score_ids=t, prefix_len=len(p) * split) for p, out, t in zip(opened, thoughts, truths)
               for s, c in enumerate(out)]
         s2 += [GenRequest(p + close, n=args.n, seeds=list(range(args.n)), max_new_tokens=args.suffix_tokens,
-                          top_p=0.95, score_ids=t, prefix_len=len(p)) for p, t in zip(opened, truths)]
+                          top_p=0.95, score_ids=t, prefix_len=len(p) * split) for p, t in zip(opened, truths)]
         suffixes = b.generate(s2)
         took = time.perf_counter() - start
         done = thoughts + suffixes
@@ -81,23 +85,23 @@ def main():
     times = {k: [] for k in names}
     tokens = {}
     for r in range(args.repeats):
-        for k in names[r % 3:] + names[:r % 3]:
-            t, n, toks = probe_pass(backends[k])
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t, n, toks = probe_pass(backends[k], split=k != "whole")
             times[k].append(t)
             tokens.setdefault(k, (n, toks))
-    same = all(tokens[k][1] == tokens["neither"][1] for k in names)
+    same = all(tokens[k][1] == tokens["neither"][1] for k in names if k != "whole")
     prompt = sum(map(len, opened)) // len(opened)
     print(f"work per pass: {len(items)} items x {args.n} thoughts (<= {args.thought_tokens} tokens) + "
           f"{len(items) * args.n * 2} suffixes ({args.suffix_tokens} tokens, true suffix ~"
           f"{sum(map(len, truths)) // len(truths)} scored), item prompts ~{prompt} tokens; arm {args.arm}, float32, "
-          f"{torch.get_num_threads()} threads, {args.repeats} interleaved passes; same tokens in all settings: {same}")
+          f"{torch.get_num_threads()} threads, {args.repeats} interleaved passes; same tokens in the split settings: {same}")
     for k in names:
         n = tokens[k][0]
         print(f"{k:9s}: best {min(times[k]):6.2f} s/pass, {n / min(times[k]):6.1f} generated tok/s "
               f"(passes {', '.join(f'{t:.2f}' for t in times[k])} s)")
-    for k in ("in-place", "both"):
-        paired = [a / b for a, b in zip(times["neither"], times[k])]
-        print(f"ratio, neither / {k}: median {statistics.median(paired):.2f}x "
+    for base_k, k in (("whole", "neither"), ("whole", "both"), ("neither", "in-place"), ("neither", "both")):
+        paired = [a / b for a, b in zip(times[base_k], times[k])]
+        print(f"ratio, {base_k} / {k}: median {statistics.median(paired):.2f}x "
               f"(paired passes {', '.join(f'{p:.2f}' for p in paired)})")
     if not same:
         raise SystemExit("the settings returned different tokens")
