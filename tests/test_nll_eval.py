@@ -162,7 +162,8 @@ def test_the_trainers_eval_and_the_nll_eval_give_the_same_numbers(tmp_path):
                           data=str(data), save_every=0), cfg)
     trained = json.loads((out.root / "metrics.json").read_text())["evals"][-1]
     arms = tmp_path / "arms.toml"
-    arms.write_text(f'[arms.sft]\nmodel = "{out.root}"\ndevice = "cpu"\n'
+    # float32 as the trainer's master weights (auto would be bfloat16 on a CPU with native bfloat16)
+    arms.write_text(f'[arms.sft]\nmodel = "{out.root}"\ndevice = "cpu"\ndtype = "float32"\n'
                     f"options = {{ score_batch_tokens = {cfg.micro_batch * cfg.max_tokens} }}\n")
     run = tmp_path / "run"
     _run(run, "--arms-file", str(arms), "--arm", "sft", "--data-file", str(data), "--task-option", "rows=validation",

@@ -166,7 +166,7 @@ class DecodeBatch:
             stored = [r for r, f in zip(reqs, found) if f]
             self.prefixes.hits += len(stored)
             self.prefixes.reused_tokens += sum(r.prefix_len for r in stored)
-        missing = {tuple(r.prompt_ids[:r.prefix_len]) for r, f in zip(reqs, found) if f is None}
+        missing = list(dict.fromkeys(tuple(r.prompt_ids[:r.prefix_len]) for r, f in zip(reqs, found) if f is None))
         if missing:
             made = dict(zip(missing, self._prefix_kv([list(m) for m in missing])))
             found = [made[tuple(r.prompt_ids[:r.prefix_len])] if f is None else f for r, f in zip(reqs, found)]
