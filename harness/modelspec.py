@@ -65,7 +65,7 @@ def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
 def resolve_dtype(dtype: str, device: str, model: str = "") -> tuple[str, str]:
     """The dtype an arm's ``dtype`` means on ``device`` (a resolved device, not "auto") for its
     ``model`` spec, and why: ``auto`` is bfloat16 on CUDA and on CPUs with native bfloat16
-    (:data:`BF16_CPU_FLAGS`; there about 2.3x faster on the demo, with per-token log-likelihoods
+    (:data:`BF16_CPU_FLAGS`; there about 1.8x faster on the demo, with per-token log-likelihoods
     within about 0.04 nats of float32 and the demo's sensitivity rows unchanged in sign and
     significance: ``benchmarks/cpu_dtype.py``), float32 on other CPUs and for the random-init test
     presets (whose tests compare samples exactly). In bfloat16 a sample's tokens can depend on which
