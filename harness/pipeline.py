@@ -260,8 +260,9 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
     work = [(i, s) for i in items for s in range(cfg["samples"]) if (arm.name, cond, i.id, s) not in done]
     # Stage 2 prompts: an item's identical ones (blank, generic) share one prefill with n samples.
     groups: dict[tuple, list] = {}
+    opened = {i.id: actx.prompt_ids(i) for i in items}  # the prefix every stage-2 prompt of the item starts with
     for item, s in work:
-        prompt = actx.prompt_ids(item) + thoughts[item.id][s].token_ids + close_ids
+        prompt = opened[item.id] + thoughts[item.id][s].token_ids + close_ids
         groups.setdefault((item.id, tuple(prompt)), []).append((item, s))
     keys = list(groups)
     true_ids = {i.id: backend.encode(i.suffix) for i in items}
@@ -269,7 +270,7 @@ def _run_chunk(actx: ArmContext, cond: str, items: list[Item], thoughts, close_i
                            seeds=[actx.seed(i.id, cond, s, "suffix") for i, s in groups[k]],
                            max_new_tokens=cfg["suffix_max_tokens"], temperature=cfg["temperature"],
                            top_p=cfg["top_p"], score_ids=true_ids[groups[k][0][0].id],
-                           affinity=groups[k][0][0].id, prefix_len=len(actx.prompt_ids(groups[k][0][0])))
+                           affinity=groups[k][0][0].id, prefix_len=len(opened[groups[k][0][0].id]))
                 for k in keys]
     outs = actx.generate(requests, desc=f"{arm.name} {cond}: suffixes")
     scores = [out[0].score_logprobs for out in outs]
